@@ -1,0 +1,28 @@
+"""The benchmark registry: each benchmark module registers how to build it and load its images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.manifest import Manifest
+from benchmark.registry import Registry
+
+
+@dataclass(frozen=True)
+class BenchmarkDef:
+    """What the rest of glt-bench needs to know about one benchmark."""
+
+    name: str
+    summary: str
+    build: Callable[..., Manifest]  # build(out_dir, *, data_root, seed, extractor, num_clusters, cache_dir)
+    load_images: Callable[[Manifest, Sequence[str], Path | None], np.ndarray]  # → uint8 N×C×H×W
+    mean: tuple[float, ...]  # per-channel pixel statistics of the training images, in [0, 1]
+    std: tuple[float, ...]
+    recipe: str  # the default training recipe
+
+
+BENCHMARKS: Registry[BenchmarkDef] = Registry("benchmark")

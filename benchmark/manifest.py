@@ -1,0 +1,200 @@
+"""Manifests: one Parquet table per split plus `metadata.json`, bound together by a content hash.
+
+On disk (`<manifests>/<benchmark>/`):
+- `metadata.json`: benchmark, format version, build settings, class table, split sizes, hashes;
+- `splits/<split>.parquet`: labelled splits (`sample_id, path, label, attribute`) and the *public*
+  listing of each test split (`sample_id, path` only);
+- `labels/<split>.parquet`: the held-out `sample_id, label, attribute` of each test split, read only
+  by the scorer.
+
+The content hash is the sha256 of a canonical text form (fixed column order, rows sorted by sample
+id, UTF-8, `\\n`) of the class table and every split; paths are relative, so the data root never
+enters it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmark.atomic import atomic_path, write_json
+from benchmark.errors import UserError
+
+FORMAT_VERSION = "glt-bench-manifest/1"
+SPLITS = ("train_glt", "train_cbl", "val_glt", "val_cbl", "test_cbl", "test_gbl", "test_glt")
+TEST_SPLITS = frozenset({"test_cbl", "test_gbl", "test_glt"})
+PUBLIC_COLUMNS = ("sample_id", "path")
+LABEL_COLUMNS = ("label", "attribute")
+GROUPS = ("many", "medium", "few")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One row of the class table; `id` is the class rank by image count (0 = head)."""
+
+    id: int
+    name: str
+    group: str
+    train_glt: int
+    train_cbl: int
+
+
+def canonical_hash(classes: list[ClassInfo], splits: dict[str, pd.DataFrame]) -> str:
+    """sha256 over the class table and every split's rows in canonical order."""
+    digest = hashlib.sha256()
+    digest.update(f"{FORMAT_VERSION}\n".encode())
+    for info in classes:
+        digest.update(f"class\t{info.id}\t{info.name}\t{info.group}\n".encode())
+    for name in SPLITS:
+        if name not in splits:
+            continue
+        frame = splits[name].sort_values("sample_id", kind="stable")
+        digest.update(f"split\t{name}\t{len(frame)}\n".encode())
+        columns = [*PUBLIC_COLUMNS, *LABEL_COLUMNS]
+        text = frame[columns[0]].astype(str)
+        for column in columns[1:]:
+            text = text + "\t" + frame[column].astype(str)
+        digest.update(("\n".join(text) + "\n").encode() if len(text) else b"")
+    return digest.hexdigest()
+
+
+def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def write_manifest(
+    root: Path,
+    *,
+    benchmark: str,
+    classes: list[ClassInfo],
+    splits: dict[str, pd.DataFrame],
+    build: dict[str, Any],
+) -> Manifest:
+    """Write every split, then `metadata.json` last, so a half-written build never looks complete."""
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split names {sorted(unknown)}")
+    root = Path(root)
+    (root / "metadata.json").unlink(missing_ok=True)
+    ordered = {}
+    for name, frame in splits.items():
+        frame = frame[[*PUBLIC_COLUMNS, *LABEL_COLUMNS]].sort_values("sample_id", kind="stable")
+        frame = frame.reset_index(drop=True).astype({"label": "int32", "attribute": "int8"})
+        ordered[name] = frame
+        if name in TEST_SPLITS:
+            _write_parquet(frame[list(PUBLIC_COLUMNS)], root / "splits" / f"{name}.parquet")
+            _write_parquet(frame[["sample_id", *LABEL_COLUMNS]], root / "labels" / f"{name}.parquet")
+        else:
+            _write_parquet(frame, root / "splits" / f"{name}.parquet")
+    metadata = {
+        "format": FORMAT_VERSION,
+        "benchmark": benchmark,
+        "content_sha256": canonical_hash(classes, ordered),
+        "classes": [vars(info) for info in classes],
+        "splits": {
+            name: {"rows": len(frame), "test": name in TEST_SPLITS}
+            for name, frame in ordered.items()
+        },
+        "build": build,
+    }
+    write_json(root / "metadata.json", metadata)
+    return Manifest(root)
+
+
+class Manifest:
+    """A built benchmark on disk. Test labels are reachable only through `test_labels`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        path = self.root / "metadata.json"
+        try:
+            self.metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(
+                f"no manifest at {self.root} (metadata.json missing); "
+                "build it first with `glt-bench build-splits`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {path}: {exc}; rebuild with `glt-bench build-splits`") from None
+        if self.metadata.get("format") != FORMAT_VERSION:
+            raise UserError(
+                f"{path} has format {self.metadata.get('format')!r}, expected {FORMAT_VERSION!r}; "
+                "rebuild it with this version of glt-bench"
+            )
+
+    @property
+    def benchmark(self) -> str:
+        return self.metadata["benchmark"]
+
+    @property
+    def content_hash(self) -> str:
+        return self.metadata["content_sha256"]
+
+    @cached_property
+    def classes(self) -> list[ClassInfo]:
+        return [ClassInfo(**row) for row in self.metadata["classes"]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_groups(self) -> np.ndarray:
+        """Group name of each class id."""
+        return np.array([info.group for info in self.classes])
+
+    def class_counts(self, split: str) -> np.ndarray:
+        """Training count of each class id in a train split (the prior n_c of GLT-SPEC §7c)."""
+        return np.array([getattr(info, split) for info in self.classes], dtype=np.int64)
+
+    def _read(self, folder: str, split: str) -> pd.DataFrame:
+        if split not in self.metadata["splits"]:
+            raise UserError(f"{self.benchmark} has no split {split!r}")
+        path = self.root / folder / f"{split}.parquet"
+        try:
+            return pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise UserError(f"cannot read {path}: {exc}; rebuild the manifest") from None
+
+    def split(self, split: str) -> pd.DataFrame:
+        """A labelled (train or val) split."""
+        if split in TEST_SPLITS:
+            raise ValueError(f"{split} is a test split: read its public listing, never its labels")
+        return self._read("splits", split)
+
+    def public_listing(self, split: str) -> pd.DataFrame:
+        """`sample_id, path` of any split, without labels."""
+        return self._read("splits", split)[list(PUBLIC_COLUMNS)]
+
+    def test_labels(self, split: str) -> pd.DataFrame:
+        """Held-out labels of a test split: for the scorer only."""
+        return self._read("labels", split)
+
+    def all_splits(self) -> dict[str, pd.DataFrame]:
+        out = {}
+        for name in self.metadata["splits"]:
+            if name in TEST_SPLITS:
+                out[name] = self.public_listing(name).merge(self.test_labels(name), on="sample_id")
+            else:
+                out[name] = self.split(name)
+        return out
+
+    def verify(self) -> None:
+        """Recompute the content hash from the files; raise if anything was edited."""
+        actual = canonical_hash(self.classes, self.all_splits())
+        if actual != self.content_hash:
+            raise UserError(
+                f"manifest at {self.root} does not match its recorded hash "
+                f"({actual[:12]} ≠ {self.content_hash[:12]}); rebuild it with `glt-bench build-splits`"
+            )
