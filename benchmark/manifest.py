@@ -48,23 +48,42 @@ class ClassInfo:
     train_cbl: int
 
 
-def canonical_hash(classes: list[ClassInfo], splits: dict[str, pd.DataFrame]) -> str:
-    """sha256 over the class table and every split's rows in canonical order."""
-    digest = hashlib.sha256()
-    digest.update(f"{FORMAT_VERSION}\n".encode())
+def _rows_hash(frame: pd.DataFrame, columns: tuple[str, ...]) -> str:
+    """sha256 of tab-separated `columns`, one line per row, rows sorted by sample id."""
+    frame = frame.sort_values("sample_id", kind="stable")
+    text = frame[columns[0]].astype(str)
+    for column in columns[1:]:
+        text = text + "\t" + frame[column].astype(str)
+    return hashlib.sha256("".join(line + "\n" for line in text).encode()).hexdigest()
+
+
+def part_hashes(name: str, frame: pd.DataFrame) -> dict[str, str]:
+    """Hashes of what a split publishes and, for a test split, of its held-out labels."""
+    if name in TEST_SPLITS:
+        return {
+            "public_sha256": _rows_hash(frame, PUBLIC_COLUMNS),
+            "labels_sha256": _rows_hash(frame, ("sample_id", *LABEL_COLUMNS)),
+        }
+    return {"public_sha256": _rows_hash(frame, (*PUBLIC_COLUMNS, *LABEL_COLUMNS))}
+
+
+def _combine(classes: list[ClassInfo], parts: dict[str, dict[str, Any]]) -> str:
+    digest = hashlib.sha256(f"{FORMAT_VERSION}\n".encode())
     for info in classes:
-        digest.update(f"class\t{info.id}\t{info.name}\t{info.group}\n".encode())
+        line = f"class\t{info.id}\t{info.name}\t{info.group}\t{info.train_glt}\t{info.train_cbl}"
+        digest.update(f"{line}\n".encode())
     for name in SPLITS:
-        if name not in splits:
-            continue
-        frame = splits[name].sort_values("sample_id", kind="stable")
-        digest.update(f"split\t{name}\t{len(frame)}\n".encode())
-        columns = [*PUBLIC_COLUMNS, *LABEL_COLUMNS]
-        text = frame[columns[0]].astype(str)
-        for column in columns[1:]:
-            text = text + "\t" + frame[column].astype(str)
-        digest.update(("\n".join(text) + "\n").encode() if len(text) else b"")
+        if name in parts:
+            part = parts[name]
+            line = f"split\t{name}\t{part['rows']}\t{part['public_sha256']}\t{part.get('labels_sha256', '-')}"
+            digest.update(f"{line}\n".encode())
     return digest.hexdigest()
+
+
+def canonical_hash(classes: list[ClassInfo], splits: dict[str, pd.DataFrame]) -> str:
+    """The content hash: class table plus, per split, its row count and part hashes."""
+    parts = {name: {"rows": len(frame), **part_hashes(name, frame)} for name, frame in splits.items()}
+    return _combine(classes, parts)
 
 
 def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
@@ -103,7 +122,7 @@ def write_manifest(
         "content_sha256": canonical_hash(classes, ordered),
         "classes": [vars(info) for info in classes],
         "splits": {
-            name: {"rows": len(frame), "test": name in TEST_SPLITS}
+            name: {"rows": len(frame), "test": name in TEST_SPLITS, **part_hashes(name, frame)}
             for name, frame in ordered.items()
         },
         "build": build,
@@ -178,10 +197,21 @@ class Manifest:
         return self._read("splits", split)[list(PUBLIC_COLUMNS)]
 
     def test_labels(self, split: str) -> pd.DataFrame:
-        """Held-out labels of a test split: for the scorer only."""
-        return self._read("labels", split)
+        """Held-out labels of a test split, checked against their recorded hash: for the scorer only."""
+        if split not in TEST_SPLITS:
+            raise ValueError(f"{split} is not a test split")
+        frame = self._read("labels", split)
+        if (
+            _rows_hash(frame, ("sample_id", *LABEL_COLUMNS))
+            != self.metadata["splits"][split]["labels_sha256"]
+        ):
+            raise UserError(
+                f"held-out labels of {split} at {self.root} do not match the manifest's hash; rebuild it"
+            )
+        return frame
 
     def all_splits(self) -> dict[str, pd.DataFrame]:
+        """Every split with its labels (test labels included): for summaries and checks."""
         out = {}
         for name in self.metadata["splits"]:
             if name in TEST_SPLITS:
@@ -190,11 +220,27 @@ class Manifest:
                 out[name] = self.split(name)
         return out
 
-    def verify(self) -> None:
-        """Recompute the content hash from the files; raise if anything was edited."""
-        actual = canonical_hash(self.classes, self.all_splits())
-        if actual != self.content_hash:
+    def verify(self, *, labels: bool = False) -> None:
+        """Re-hash the files against the metadata; test labels only when `labels` is true.
+
+        Training and prediction verify the public part only, so they never read test labels.
+        """
+        recorded = self.metadata["splits"]
+        for name, part in recorded.items():
+            if name in TEST_SPLITS:
+                frame = self._read("splits", name)
+                checks = {"public_sha256": _rows_hash(frame, PUBLIC_COLUMNS)}
+                if labels:
+                    self.test_labels(name)
+            else:
+                checks = {"public_sha256": _rows_hash(self.split(name), (*PUBLIC_COLUMNS, *LABEL_COLUMNS))}
+            for key, actual in checks.items():
+                if actual != part.get(key):
+                    raise UserError(
+                        f"manifest at {self.root}: {name} does not match its recorded {key}; "
+                        "the files were edited or mixed up, rebuild with `glt-bench build-splits`"
+                    )
+        if _combine(self.classes, recorded) != self.content_hash:
             raise UserError(
-                f"manifest at {self.root} does not match its recorded hash "
-                f"({actual[:12]} ≠ {self.content_hash[:12]}); rebuild it with `glt-bench build-splits`"
+                f"manifest at {self.root}: metadata.json does not match its content hash; rebuild it"
             )

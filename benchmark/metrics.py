@@ -16,6 +16,17 @@ from benchmark.manifest import GROUPS
 NUM_ATTRIBUTES = 3
 
 
+def _checked(labels, preds, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.int64)
+    preds = np.asarray(preds, dtype=np.int64)
+    if labels.shape != preds.shape or labels.ndim != 1:
+        raise ValueError("labels and predictions must be 1-d arrays of the same length")
+    for name, values in (("labels", labels), ("predictions", preds)):
+        if len(values) and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes})")
+    return labels, preds
+
+
 def _counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> tuple[np.ndarray, ...]:
     """Per class: true positives, predicted count P_c, label count."""
     correct = labels == preds
@@ -57,15 +68,9 @@ def glt_metrics(
     attributes: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, float | int | None]:
     """All GLT metrics of one evaluated set; `class_groups[c]` is class c's frequency group."""
-    labels = np.asarray(labels, dtype=np.int64)
-    preds = np.asarray(preds, dtype=np.int64)
     class_groups = np.asarray(class_groups)
     num_classes = len(class_groups)
-    if labels.shape != preds.shape or labels.ndim != 1:
-        raise ValueError("labels and predictions must be 1-d arrays of the same length")
-    for name, values in (("labels", labels), ("predictions", preds)):
-        if len(values) and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"{name} must lie in [0, {num_classes})")
+    labels, preds = _checked(labels, preds, num_classes)
 
     tp, predicted, support = _counts(labels, preds, num_classes)
     class_prec = _class_precision(tp, predicted)
@@ -97,6 +102,6 @@ def glt_metrics(
 
 def balanced_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
     """Mean per-class recall over the classes present (the `val_bacc` selection rule)."""
-    tp, _, support = _counts(np.asarray(labels), np.asarray(preds), num_classes)
+    tp, _, support = _counts(*_checked(labels, preds, num_classes), num_classes)
     present = support > 0
     return float((tp[present] / support[present]).mean())

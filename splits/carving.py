@@ -36,7 +36,10 @@ def ratio_counts(n: int) -> list[int]:
 
 def split_rng(seed: int, *key: str | int) -> np.random.Generator:
     """A generator of its own for one draw, seeded by (seed, split name[, class id])."""
-    words = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big") if isinstance(k, str) else k for k in key]
+    words = [
+        int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big") if isinstance(k, str) else k
+        for k in key
+    ]
     return np.random.default_rng(np.random.SeedSequence([seed, *words]))
 
 
@@ -66,9 +69,9 @@ class _Lists:
     def truncated(self, sizes: Sequence[int]) -> _Lists:
         """Each class's lists cut to the 7:2:1 targets of n_c = min(size, available) (prefixes)."""
         cut = []
-        for atts, size in zip(self.lists, sizes):
+        for atts, size in zip(self.lists, sizes, strict=True):
             n = min(size, sum(len(a) for a in atts))
-            cut.append([a[: min(target, len(a))] for a, target in zip(atts, ratio_counts(n))])
+            cut.append([a[: min(target, len(a))] for a, target in zip(atts, ratio_counts(n), strict=True)])
         return _Lists(cut, self.names)
 
     def pooled(self) -> np.ndarray:

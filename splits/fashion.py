@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -60,7 +61,7 @@ def read_decompressed(path: Path) -> bytes:
     try:
         with opener(path, "rb") as handle:
             return handle.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
@@ -143,9 +144,9 @@ def load_source(data_root: Path | None = None, cache_dir: Path | None = None) ->
     return FashionSource(
         sample_ids=np.array(ids),
         images=np.concatenate([arrays["t10k-images-idx3-ubyte"], arrays["train-images-idx3-ubyte"]]),
-        labels=np.concatenate(
-            [arrays["t10k-labels-idx1-ubyte"], arrays["train-labels-idx1-ubyte"]]
-        ).astype(np.int64),
+        labels=np.concatenate([arrays["t10k-labels-idx1-ubyte"], arrays["train-labels-idx1-ubyte"]]).astype(
+            np.int64
+        ),
         files=files,
     )
 
@@ -235,7 +236,9 @@ def build(
         name: np.bincount(class_of[splits[name]], minlength=len(names)) for name in ("train_glt", "train_cbl")
     }
     classes = [
-        ClassInfo(c, names[c], groups[c], int(train_counts["train_glt"][c]), int(train_counts["train_cbl"][c]))
+        ClassInfo(
+            c, names[c], groups[c], int(train_counts["train_glt"][c]), int(train_counts["train_cbl"][c])
+        )
         for c in range(len(names))
     ]
     info = {
@@ -298,5 +301,7 @@ FASHION_GLT_MINI = FashionVariant(
     profile={"name": "exp", "n_max": 280, "ratio": 10},
     groups=(3, 4),
 )
-_register(FASHION_GLT, "real Fashion-MNIST, 10 classes, attributes from EfficientNet-Lite0 clusters (default)")
+_register(
+    FASHION_GLT, "real Fashion-MNIST, 10 classes, attributes from EfficientNet-Lite0 clusters (default)"
+)
 _register(FASHION_GLT_MINI, "700 images per class of fashion-glt with smaller splits: a smoke test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def read_counts_file(path: str | Path, num_classes: int) -> list[int]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"cannot read counts file {path}: {exc}; give one integer per line") from None
     if len(counts) != num_classes:
-        raise UserError(f"counts file {path} has {len(counts)} entries; the benchmark has {num_classes} classes")
-    if min(counts) <= 0 or any(a < b for a, b in zip(counts, counts[1:])):
+        raise UserError(
+            f"counts file {path} has {len(counts)} entries; the benchmark has {num_classes} classes"
+        )
+    if min(counts) <= 0 or any(a < b for a, b in itertools.pairwise(counts)):
         raise UserError(f"counts file {path} must hold positive, non-increasing integers")
     return counts
 

@@ -1,0 +1,216 @@
+"""`glt-bench`: a thin command line over the library. Each verb parses, calls one function, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from benchmark.errors import UserError
+
+MANIFESTS = click.option(
+    "--manifests",
+    "manifest_dir",
+    type=click.Path(path_type=Path),
+    default=Path("manifests"),
+    show_default=True,
+    help="Folder holding one built manifest per benchmark.",
+)
+BENCHMARK = click.option("--benchmark", default="fashion-glt", show_default=True, help="Benchmark name.")
+
+
+def _register_all() -> None:
+    """Import the packages whose modules register benchmarks, extractors and methods."""
+    import baselines  # noqa: F401
+    import splits  # noqa: F401
+
+
+class _Group(click.Group):
+    """Turns UserError into a one-line message and exit code 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="glt-bench")
+def main() -> None:
+    """glt-bench: build GLT splits, train and evaluate methods, score predictions, publish a leaderboard."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _register_all()
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """List benchmarks, protocols, methods and feature extractors."""
+    from baselines.base import METHODS
+    from benchmark.benchmarks import BENCHMARKS
+    from benchmark.protocols import PROTOCOLS
+    from benchmark.selection import SELECTION_RULES
+    from splits.features import EXTRACTORS
+
+    sections = {
+        "benchmarks": [(name, b.summary) for name, b in BENCHMARKS],
+        "protocols": [(name, p.summary) for name, p in PROTOCOLS.items()],
+        "methods": [(name, m.summary) for name, m in METHODS],
+        "feature extractors": [(name, e.summary) for name, e in EXTRACTORS],
+        "selection rules": [(name, "") for name, _ in SELECTION_RULES],
+    }
+    for title, items in sections.items():
+        click.echo(f"{title}:")
+        for name, summary in items:
+            click.echo(f"  {name:<20} {summary}".rstrip())
+
+
+@main.command("build-splits")
+@BENCHMARK
+@click.option(
+    "--data-root", type=click.Path(path_type=Path), help="Folder with the raw data (default: found)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output folder [default: <manifests>/<benchmark>]."
+)
+@MANIFESTS
+@click.option("--seed", type=int, default=25, show_default=True, help="Seed of clustering and every draw.")
+@click.option("--extractor", default="efficientnet-lite0", show_default=True, help="Feature extractor.")
+@click.option(
+    "--num-clusters", type=int, default=6, show_default=True, help="K-means K per class (multiple of 3)."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="Feature cache [default: $GLT_BENCH_CACHE or ~/.cache/glt-bench].",
+)
+def build_splits_cmd(
+    benchmark, data_root, out, manifest_dir, seed, extractor, num_clusters, cache_dir
+) -> None:
+    """Build a benchmark's split manifests from raw data."""
+    from benchmark.benchmarks import BENCHMARKS
+    from benchmark.summary import summary_table
+
+    started = time.perf_counter()
+    definition = BENCHMARKS.get(benchmark)
+    out = out or manifest_dir / benchmark
+    manifest = definition.build(
+        out,
+        data_root=data_root,
+        seed=seed,
+        extractor=extractor,
+        num_clusters=num_clusters,
+        cache_dir=cache_dir,
+    )
+    click.echo(summary_table(manifest))
+    click.echo(f"manifest {manifest.root}  sha256 {manifest.content_hash}")
+    click.echo(f"built in {time.perf_counter() - started:.1f} s")
+
+
+@main.command("run")
+@BENCHMARK
+@click.option("--method", default="ce", show_default=True, help="Registered method name.")
+@click.option(
+    "--protocol",
+    "protocols",
+    type=click.Choice(["clt", "alt", "glt", "all"]),
+    multiple=True,
+    default=("all",),
+    show_default=True,
+    help="Protocol(s) to answer; repeatable.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, help="Override the recipe's epoch count.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a method hyperparameter."
+)
+@click.option("--selection", default="val_acc", show_default=True, help="Model-selection rule on Val.")
+@click.option(
+    "--data-root", type=click.Path(path_type=Path), help="Folder with the raw data (default: found)."
+)
+@MANIFESTS
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--force", is_flag=True, help="Run again even if a record for this config exists.")
+def run_cmd(
+    benchmark,
+    method,
+    protocols,
+    seed,
+    epochs,
+    device,
+    overrides,
+    selection,
+    data_root,
+    manifest_dir,
+    out,
+    force,
+) -> None:
+    """Train a method, select on Val, predict the test splits, score and write run records."""
+    from baselines.base import METHODS, parse_overrides
+    from benchmark.runner import run
+
+    started = time.perf_counter()
+    names = ["clt", "glt", "alt"] if "all" in protocols else sorted(set(protocols))
+    paths = run(
+        benchmark=benchmark,
+        method=method,
+        protocols=names,
+        manifest_dir=manifest_dir,
+        out=out,
+        seed=seed,
+        epochs=epochs,
+        device=device,
+        data_root=data_root,
+        overrides=parse_overrides(list(overrides), METHODS.get(method)),
+        selection_rule=selection,
+        force=force,
+    )
+    for path in paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for result in record["results"]:
+            click.echo(f"{record['method']:<12} {result['protocol']:<4} {_brief(result['metrics'])}")
+    click.echo(f"records in {out}  ({time.perf_counter() - started:.1f} s)")
+
+
+def _brief(metrics: dict) -> str:
+    keys = ("acc", "prec", "f1", "acc_many", "acc_medium", "acc_few", "acc_worst_att")
+    return "  ".join(f"{k} {100 * metrics[k]:.2f}" if metrics.get(k) is not None else f"{k} –" for k in keys)
+
+
+@main.command("score")
+@click.argument("predictions", type=click.Path(path_type=Path))
+@BENCHMARK
+@click.option("--protocol", required=True, type=click.Choice(["clt", "alt", "glt"]))
+@MANIFESTS
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
+    """Validate a predictions file and score it against the held-out labels."""
+    from benchmark.manifest import Manifest
+    from leaderboard.scoring import score_predictions
+
+    manifest = Manifest(manifest_dir / benchmark)
+    metrics = score_predictions(predictions, manifest, protocol)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2, sort_keys=True))
+        return
+    for key, value in metrics.items():
+        shown = "–" if value is None else (f"{value}" if key == "n" else f"{100 * value:.2f}")
+        click.echo(f"{key:<16} {shown:>8}")
+
+
+@main.command("report")
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)
+def report_cmd(runs_dir, out) -> None:
+    """Render the HTML leaderboard from the run records."""
+    from leaderboard.report import write_report
+    from leaderboard.store import load_records
+
+    records = load_records(runs_dir)
+    path = write_report(records, out)
+    click.echo(f"leaderboard of {len(records)} records: {path.resolve()}")

@@ -1,0 +1,1 @@
+"""Predictions-file validation, scoring against held-out labels, the results store, the report."""

@@ -1,0 +1,133 @@
+"""Predictions-file validation: every error of the contract, and a valid round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.manifest import Manifest
+from leaderboard.predictions import read_predictions, write_predictions
+from leaderboard.scoring import score_predictions
+
+
+def binding(manifest: Manifest, split: str = "test_gbl") -> dict[str, str]:
+    return {
+        "benchmark": manifest.benchmark,
+        "split": split,
+        "manifest_sha256": manifest.content_hash,
+    }
+
+
+def listing(manifest: Manifest, split: str = "test_gbl") -> np.ndarray:
+    return manifest.public_listing(split)["sample_id"].to_numpy()
+
+
+def csv_text(manifest: Manifest, rows: list[str], header: str = "sample_id,prediction") -> str:
+    lines = [f"# {k}: {v}" for k, v in binding(manifest).items()]
+    return "\n".join([*lines, header, *rows]) + "\n"
+
+
+def perfect_rows(manifest: Manifest) -> list[str]:
+    labels = manifest.test_labels("test_gbl").set_index("sample_id")["label"]
+    return [f"{sid},{labels[sid]}" for sid in listing(manifest)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_round_trip_scores_perfect_predictions(tiny_manifest: Manifest, tmp_path: Path, suffix: str):
+    truth = tiny_manifest.test_labels("test_gbl")
+    path = tmp_path / f"p{suffix}"
+    # Rows in reverse order: scoring aligns by sample id, not by position.
+    write_predictions(
+        path,
+        truth["sample_id"].to_numpy()[::-1],
+        truth["label"].to_numpy()[::-1],
+        binding(tiny_manifest),
+    )
+    metrics = score_predictions(path, tiny_manifest, "glt")
+    assert metrics["acc"] == 1.0 and metrics["prec"] == 1.0 and metrics["n"] == len(truth)
+
+
+def test_scores_columns_are_accepted_when_complete(tiny_manifest: Manifest, tmp_path: Path):
+    truth = tiny_manifest.test_labels("test_gbl")
+    scores = np.eye(3)[truth["label"].to_numpy()]
+    path = tmp_path / "p.csv"
+    write_predictions(path, truth["sample_id"], truth["label"], binding(tiny_manifest), scores=scores)
+    assert read_predictions(path, 3).scores.shape == (len(truth), 3)
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "p.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def replace_predictions(rows: list[str], value: str) -> list[str]:
+    return [row.split(",")[0] + "," + value for row in rows]
+
+
+ERROR_CASES = {
+    "missing ids": (lambda m: csv_text(m, perfect_rows(m)[1:]), "have no prediction"),
+    "duplicate ids": (lambda m: csv_text(m, [*perfect_rows(m), perfect_rows(m)[0]]), "duplicate sample ids"),
+    "unknown ids": (lambda m: csv_text(m, [*perfect_rows(m)[1:], "nope/1,0"]), "not in this split"),
+    "non-integer": (lambda m: csv_text(m, replace_predictions(perfect_rows(m), "cat")), "integer"),
+    "float predictions": (lambda m: csv_text(m, [r + ".5" for r in perfect_rows(m)]), "integer class ids"),
+    "out of range": (lambda m: csv_text(m, replace_predictions(perfect_rows(m), "3")), "outside 0…2"),
+    "negative": (lambda m: csv_text(m, replace_predictions(perfect_rows(m), "-1")), "outside 0…2"),
+    "wrong columns": (lambda m: csv_text(m, perfect_rows(m), "id,prediction"), "has columns"),
+    "extra column": (
+        lambda m: csv_text(m, [r + ",x" for r in perfect_rows(m)], "sample_id,prediction,note"),
+        "has columns",
+    ),
+    "header only": (lambda m: csv_text(m, []), "no rows"),
+    "empty file": (lambda m: "", "is empty"),
+    "binary junk": (lambda m: b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8"),
+    "no binding": (
+        lambda m: "sample_id,prediction\n" + "\n".join(perfect_rows(m)) + "\n",
+        "missing benchmark",
+    ),
+    "hash mismatch": (
+        lambda m: csv_text(m, perfect_rows(m)).replace(m.content_hash, "0" * 64),
+        "manifest_sha256",
+    ),
+    "other split": (
+        lambda m: csv_text(m, perfect_rows(m)).replace("split: test_gbl", "split: test_cbl"),
+        "split",
+    ),
+    "missing prediction": (
+        lambda m: csv_text(m, [*replace_predictions(perfect_rows(m)[:1], ""), *perfect_rows(m)[1:]]),
+        "no prediction",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_each_invalid_file_is_rejected_with_one_line(tiny_manifest: Manifest, tmp_path: Path, case: str):
+    make, fragment = ERROR_CASES[case]
+    path = write(tmp_path, make(tiny_manifest))
+    with pytest.raises(UserError) as error:
+        score_predictions(path, tiny_manifest, "glt")
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_unreadable_file(tiny_manifest: Manifest, tmp_path: Path):
+    with pytest.raises(UserError, match="cannot read predictions file"):
+        score_predictions(tmp_path / "absent.csv", tiny_manifest, "glt")
+
+
+def test_corrupt_parquet(tiny_manifest: Manifest, tmp_path: Path):
+    path = write(tmp_path, b"PAR1" + b"\x00" * 64 + b"PAR1", "p.parquet")
+    with pytest.raises(UserError, match="not a readable Parquet"):
+        score_predictions(path, tiny_manifest, "glt")
+
+
+def test_protocol_decides_the_split(tiny_manifest: Manifest, tmp_path: Path):
+    """A Test-GBL file answers GLT and ALT, never CLT (Test-CBL)."""
+    path = write(tmp_path, csv_text(tiny_manifest, perfect_rows(tiny_manifest)))
+    assert score_predictions(path, tiny_manifest, "alt")["acc"] == 1.0
+    with pytest.raises(UserError, match="split"):
+        score_predictions(path, tiny_manifest, "clt")

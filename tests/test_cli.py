@@ -1,0 +1,161 @@
+"""End-to-end CLI tests on fashion-glt-mini (real Fashion-MNIST, real extractor, a small subset)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from benchmark.cli import main
+from benchmark.manifest import Manifest
+
+MINI = "fashion-glt-mini"
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result: Result, fragment: str) -> None:
+    """Non-zero exit, one `Error:` line naming the problem, no traceback."""
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("verb", ["list", "build-splits", "run", "score", "report"])
+def test_every_verb_has_help(verb: str):
+    result = invoke(verb, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_list_names_everything_registered():
+    output = invoke("list").output
+    for name in ("fashion-glt", MINI, "clt", "alt", "glt", "ce", "efficientnet-lite0", "val_acc"):
+        assert name in output
+
+
+def test_build_is_deterministic_and_byte_identical(
+    mini_manifest_dir: Path, feature_cache: Path, tmp_path: Path
+):
+    result = invoke(
+        "build-splits", "--benchmark", MINI, "--manifests", tmp_path, "--cache-dir", feature_cache
+    )
+    assert result.exit_code == 0, result.output
+    first, second = Manifest(mini_manifest_dir / MINI), Manifest(tmp_path / MINI)
+    assert first.content_hash == second.content_hash
+    assert second.content_hash in result.output
+    files = sorted(p.relative_to(first.root) for p in first.root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second.root) for p in second.root.rglob("*") if p.is_file())
+    for relative in files:
+        assert (first.root / relative).read_bytes() == (second.root / relative).read_bytes(), relative
+
+
+def test_another_seed_gives_another_manifest(mini_manifest_dir: Path, feature_cache: Path, tmp_path: Path):
+    result = invoke(
+        "build-splits",
+        "--benchmark",
+        MINI,
+        "--manifests",
+        tmp_path,
+        "--cache-dir",
+        feature_cache,
+        "--seed",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    assert Manifest(tmp_path / MINI).content_hash != Manifest(mini_manifest_dir / MINI).content_hash
+
+
+def test_run_score_report(mini_copy: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    result = invoke("run", "--benchmark", MINI, "--epochs", "2", "--manifests", mini_copy, "--out", runs)
+    assert result.exit_code == 0, result.output
+    records = sorted(runs.rglob("record.json"))
+    assert [r.parent.name.split("-")[0] for r in records] == ["train_cbl", "train_glt"]
+    glt_record = json.loads(records[1].read_text())
+    manifest = Manifest(mini_copy / MINI)
+    assert glt_record["manifest_sha256"] == manifest.content_hash
+    assert glt_record["compute"]["images_processed"] == 2 * manifest.metadata["splits"]["train_glt"]["rows"]
+    assert glt_record["selection_rule"] == "val_acc" and glt_record["selected"]["epoch"] in (1, 2)
+    assert {r["protocol"] for r in glt_record["results"]} == {"clt", "glt"}
+    for key in ("versions", "git_sha"):
+        assert glt_record["environment"][key]
+
+    # The scorer, called on the written predictions file, reproduces the record's metrics.
+    glt_result = next(r for r in glt_record["results"] if r["protocol"] == "glt")
+    predictions = records[1].parent / glt_result["predictions"]
+    scored = invoke(
+        "score",
+        predictions,
+        "--benchmark",
+        MINI,
+        "--protocol",
+        "glt",
+        "--manifests",
+        mini_copy,
+        "--json",
+    )
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output) == glt_result["metrics"]
+
+    # A second run of the same config is found done; --force runs it again identically (CPU determinism).
+    again = invoke("run", "--benchmark", MINI, "--epochs", "2", "--manifests", mini_copy, "--out", runs,
+                   "--protocol", "glt", "--protocol", "clt", "--force")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    rerun = json.loads(records[1].read_text())
+    assert rerun["results"] == glt_record["results"]
+
+    report = invoke("report", "--runs", runs, "--out", tmp_path / "report")
+    assert report.exit_code == 0, report.output
+    html = (tmp_path / "report" / "index.html").read_text()
+    for heading in (f"{MINI} · CLT", f"{MINI} · GLT", f"{MINI} · ALT"):
+        assert heading in html
+
+
+def test_run_never_reads_test_labels(mini_copy: Path, tmp_path: Path):
+    """With the held-out labels removed, training and prediction still work; only scoring needs them."""
+    shutil.rmtree(mini_copy / MINI / "labels")
+    result = CliRunner().invoke(
+        main, ["run", "--benchmark", MINI, "--epochs", "1", "--protocol", "alt",
+               "--manifests", str(mini_copy), "--out", str(tmp_path / "runs")],
+    )  # fmt: skip
+    assert_clean_error(result, "labels/test_gbl.parquet")
+    assert list((tmp_path / "runs").rglob("predictions_test_gbl.csv")), (
+        "predictions were written before scoring"
+    )
+
+
+def test_bad_inputs_give_one_line_errors(mini_copy: Path, tmp_path: Path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\xff\xfe garbage")
+    assert_clean_error(
+        invoke("score", junk, "--benchmark", MINI, "--protocol", "glt", "--manifests", mini_copy),
+        "not UTF-8",
+    )
+    assert_clean_error(
+        invoke("run", "--method", "nope", "--manifests", mini_copy, "--benchmark", MINI),
+        "unknown method",
+    )
+    assert_clean_error(
+        invoke("run", "--benchmark", MINI, "--manifests", tmp_path / "none", "--out", tmp_path / "r"),
+        "build-splits",
+    )
+    assert_clean_error(
+        invoke("run", "--benchmark", MINI, "--manifests", mini_copy, "--set", "lr=1"),
+        "no hyperparameter",
+    )
+    assert_clean_error(invoke("build-splits", "--benchmark", "imagenet-x"), "unknown benchmark")
+    assert_clean_error(
+        invoke("build-splits", "--benchmark", MINI, "--data-root", tmp_path, "--manifests", tmp_path),
+        "IDX files",
+    )
+    assert_clean_error(
+        invoke("build-splits", "--benchmark", MINI, "--num-clusters", "4", "--manifests", tmp_path),
+        "multiple of 3",
+    )
+    assert_clean_error(invoke("report", "--runs", tmp_path / "absent"), "no runs folder")
