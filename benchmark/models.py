@@ -13,7 +13,7 @@ BACKBONES: Registry[Callable[[int], nn.Module]] = Registry("backbone")
 
 
 class SmallCNN(nn.Module):
-    """Three conv-BN-ReLU blocks (32/64/128 channels), pooling after the first two: CPU-sized."""
+    """Three conv-BN-ReLU blocks (16/32/64 channels), pooling after the first two: CPU-sized."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -26,11 +26,11 @@ class SmallCNN(nn.Module):
             ]
 
         self.layers = nn.Sequential(
-            *block(in_channels, 32), nn.MaxPool2d(2),
-            *block(32, 64), nn.MaxPool2d(2),
-            *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *block(in_channels, 16), nn.MaxPool2d(2),
+            *block(16, 32), nn.MaxPool2d(2),
+            *block(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
-        self.feature_dim = 128
+        self.feature_dim = 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

@@ -29,7 +29,7 @@ class Row:
     method: str
     kind: str
     seeds: list[int]
-    cells: dict[str, tuple[float, float] | None]  # metric → (mean, std) over seeds, as fractions
+    cells: dict[str, tuple[float, float | None] | None]  # metric → (mean, std over seeds or None)
 
 
 @dataclass
@@ -39,11 +39,12 @@ class Table:
     rows: list[Row] = field(default_factory=list)
 
 
-def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
+def _mean_std(values: list[float | None]) -> tuple[float, float | None] | None:
+    """Mean and sample std of the values present; std is None for a single value."""
     present = [v for v in values if v is not None]
     if not present:
         return None
-    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else 0.0
+    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
 
 
 def leaderboard_tables(records: list[dict[str, Any]]) -> list[Table]:

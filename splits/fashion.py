@@ -155,7 +155,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GLT_BENCH_CACHE", Path.home() / ".cache" / "glt-bench"))
 
 
-def _prepare(batch: torch.Tensor) -> torch.Tensor:
+def prepare_for_extractor(batch: torch.Tensor) -> torch.Tensor:
     """uint8 N×28×28 → float RGB N×3×64×64 in [0, 255] (bilinear upsample, grey replicated)."""
     x = batch.unsqueeze(1).float()
     x = F.interpolate(x, size=(FEATURE_SIZE, FEATURE_SIZE), mode="bilinear", align_corners=False)
@@ -203,7 +203,9 @@ def build(
     ).hexdigest()[:16]
     cache_path = cache_dir / "features" / f"fashion-mnist-{extractor}-{key}.npy"
     started = time.perf_counter()
-    feats = features.cached(cache_path, lambda: features.extract(extractor_def, images, _prepare))
+    feats = features.cached(
+        cache_path, lambda: features.extract(extractor_def, images, prepare_for_extractor)
+    )
     log.info("features: %s (%.1f s)", cache_path, time.perf_counter() - started)
 
     started = time.perf_counter()

@@ -7,9 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from benchmark.benchmarks import BENCHMARKS
 from benchmark.errors import UserError
+from benchmark.manifest import Manifest
 from splits.fashion import DEBIAN_ROOT, IDX_SHA256, load_source, parse_idx
 
 IDX_NAMES = tuple(IDX_SHA256)
@@ -209,3 +212,36 @@ def test_load_source_from_data_root_torchvision_layout(tmp_path: Path, real_sour
     np.testing.assert_array_equal(source.sample_ids, real_source.sample_ids)
     np.testing.assert_array_equal(source.labels, real_source.labels)
     np.testing.assert_array_equal(source.images, real_source.images)
+
+
+def test_full_fashion_glt_sizes_and_determinism(tmp_path):
+    """The real 70,000-image build (fast `pixels` features) has GLT-SPEC §9's sizes, twice the same."""
+    if not DEBIAN_ROOT.exists():
+        pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (make test does it)")
+    build = BENCHMARKS.get("fashion-glt").build
+    first = build(tmp_path / "a", extractor="pixels", cache_dir=tmp_path / "cache")
+    second = Manifest(tmp_path / "a")
+    assert first.content_hash == second.content_hash
+    rebuilt = build(tmp_path / "b", extractor="pixels", cache_dir=tmp_path / "cache")
+    assert rebuilt.content_hash == first.content_hash
+    assert (tmp_path / "a" / "metadata.json").read_bytes() == (tmp_path / "b" / "metadata.json").read_bytes()
+
+    frames = first.all_splits()
+    sizes = {name: len(frame) for name, frame in frames.items()}
+    assert sizes == {
+        "test_gbl": 1800, "test_cbl": 1800, "test_glt": 1800, "val_glt": 900,
+        "train_glt": 4000, "val_cbl": 900, "train_cbl": 4000,
+    }  # fmt: skip
+    per_cell = {name: frame.groupby(["label", "attribute"]).size() for name, frame in frames.items()}
+    assert set(per_cell["test_gbl"]) == {60}
+    for name, expected in {
+        "test_cbl": (126, 36, 18),
+        "val_cbl": (63, 18, 9),
+        "train_cbl": (280, 80, 40),
+    }.items():
+        counts = per_cell[name].unstack()
+        assert (counts.to_numpy() == np.array(expected)).all(), name
+    lt = pd.concat([frames[s] for s in ("train_glt", "val_glt", "test_glt")])
+    assert lt.groupby("label").size().tolist() == [2705, 1621, 971, 582, 347, 207, 124, 74, 44, 25]
+    all_ids = pd.concat(frames.values())["sample_id"]
+    assert all_ids.str.fullmatch(r"(train/\d{5}|test/\d{5})").all()
