@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmark.atomic import atomic_path, write_json
@@ -49,12 +50,22 @@ class ClassInfo:
 
 
 def _rows_hash(frame: pd.DataFrame, columns: tuple[str, ...]) -> str:
-    """sha256 of tab-separated `columns`, one line per row, rows sorted by sample id."""
-    frame = frame.sort_values("sample_id", kind="stable")
-    text = frame[columns[0]].astype(str)
-    for column in columns[1:]:
-        text = text + "\t" + frame[column].astype(str)
-    return hashlib.sha256("".join(line + "\n" for line in text).encode()).hexdigest()
+    """sha256 of tab-separated `columns` as decimal text, one `\\n`-ended line per row, rows sorted
+    by sample id (UTF-8 byte order). Built with Arrow kernels: a million rows hash in well under 1 s."""
+    table = pa.Table.from_pandas(frame[list(columns)], preserve_index=False).sort_by("sample_id")
+    fields = [pc.cast(table[column], pa.large_string()) for column in columns]
+    tab, newline = pa.scalar("\t", pa.large_string()), pa.scalar("\n", pa.large_string())
+    lines = pc.binary_join_element_wise(*fields, tab) if len(fields) > 1 else fields[0]
+    lines = pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()), newline)  # line end
+    digest = hashlib.sha256()
+    for chunk in lines.chunks:
+        if chunk.null_count:
+            raise ValueError(f"manifest columns {columns} contain missing values")
+        if len(chunk):
+            _, offsets, data = chunk.buffers()
+            offsets = np.frombuffer(offsets, dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+            digest.update(memoryview(data)[offsets[0] : offsets[-1]])
+    return digest.hexdigest()
 
 
 def part_hashes(name: str, frame: pd.DataFrame) -> dict[str, str]:
@@ -106,11 +117,12 @@ def write_manifest(
         raise ValueError(f"unknown split names {sorted(unknown)}")
     root = Path(root)
     (root / "metadata.json").unlink(missing_ok=True)
-    ordered = {}
+    ordered, parts = {}, {}
     for name, frame in splits.items():
         frame = frame[[*PUBLIC_COLUMNS, *LABEL_COLUMNS]].sort_values("sample_id", kind="stable")
         frame = frame.reset_index(drop=True).astype({"label": "int32", "attribute": "int8"})
         ordered[name] = frame
+        parts[name] = {"rows": len(frame), "test": name in TEST_SPLITS, **part_hashes(name, frame)}
         if name in TEST_SPLITS:
             _write_parquet(frame[list(PUBLIC_COLUMNS)], root / "splits" / f"{name}.parquet")
             _write_parquet(frame[["sample_id", *LABEL_COLUMNS]], root / "labels" / f"{name}.parquet")
@@ -119,12 +131,9 @@ def write_manifest(
     metadata = {
         "format": FORMAT_VERSION,
         "benchmark": benchmark,
-        "content_sha256": canonical_hash(classes, ordered),
+        "content_sha256": _combine(classes, parts),
         "classes": [vars(info) for info in classes],
-        "splits": {
-            name: {"rows": len(frame), "test": name in TEST_SPLITS, **part_hashes(name, frame)}
-            for name, frame in ordered.items()
-        },
+        "splits": parts,
         "build": build,
     }
     write_json(root / "metadata.json", metadata)

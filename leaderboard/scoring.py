@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
 from benchmark.metrics import glt_metrics
@@ -24,7 +26,9 @@ def score_predictions(path: str | Path, manifest: Manifest, protocol: str) -> di
             )
     listing = manifest.public_listing(split)["sample_id"].to_numpy()
     aligned = align(predictions, listing, path)
-    truth = manifest.test_labels(split).set_index("sample_id").loc[listing]
+    truth = manifest.test_labels(split)
+    if not np.array_equal(truth["sample_id"].to_numpy(), listing):  # both are written sorted by id
+        truth = truth.set_index("sample_id").loc[listing]
     return glt_metrics(
         truth["label"].to_numpy(), aligned, manifest.class_groups, truth["attribute"].to_numpy()
     )
