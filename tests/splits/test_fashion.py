@@ -245,3 +245,33 @@ def test_full_fashion_glt_sizes_and_determinism(tmp_path):
     assert lt.groupby("label").size().tolist() == [2705, 1621, 971, 582, 347, 207, 124, 74, 44, 25]
     all_ids = pd.concat(frames.values())["sample_id"]
     assert all_ids.str.fullmatch(r"(train/\d{5}|test/\d{5})").all()
+
+
+def test_rebuild_with_another_seed_or_k_reuses_cached_features(
+    mini_manifest_dir, feature_cache, tmp_path, monkeypatch
+):
+    """The session build filled the cache; other seeds and K must not extract again."""
+    import splits.features
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(splits.features, "extract", no_extraction)
+    build = BENCHMARKS.get("fashion-glt-mini").build
+    other = build(tmp_path / "m", seed=3, num_clusters=9, cache_dir=feature_cache)
+    assert other.metadata["build"]["num_clusters"] == 9
+    assert other.content_hash != Manifest(mini_manifest_dir / "fashion-glt-mini").content_hash
+
+
+def test_without_local_data_or_network_the_error_says_what_to_do(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    import splits.fashion
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(splits.fashion, "DEBIAN_ROOT", tmp_path / "absent")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        load_source(cache_dir=tmp_path / "cache")
