@@ -160,6 +160,8 @@ class Manifest:
                 f"{path} has format {self.metadata.get('format')!r}, expected {FORMAT_VERSION!r}; "
                 "rebuild it with this version of glt-bench"
             )
+        if _combine(self.classes, self.metadata["splits"]) != self.content_hash:
+            raise UserError(f"{path} does not match its own content hash (edited by hand?); rebuild it")
 
     @property
     def benchmark(self) -> str:
@@ -209,15 +211,9 @@ class Manifest:
         """Held-out labels of a test split, checked against their recorded hash: for the scorer only."""
         if split not in TEST_SPLITS:
             raise ValueError(f"{split} is not a test split")
-        frame = self._read("labels", split)
-        if (
-            _rows_hash(frame, ("sample_id", *LABEL_COLUMNS))
-            != self.metadata["splits"][split]["labels_sha256"]
-        ):
-            raise UserError(
-                f"held-out labels of {split} at {self.root} do not match the manifest's hash; rebuild it"
-            )
-        return frame
+        return self._checked(
+            self._read("labels", split), split, "labels_sha256", ("sample_id", *LABEL_COLUMNS)
+        )
 
     def all_splits(self) -> dict[str, pd.DataFrame]:
         """Every split with its labels (test labels included): for summaries and checks."""
@@ -229,27 +225,27 @@ class Manifest:
                 out[name] = self.split(name)
         return out
 
+    def _checked(self, frame: pd.DataFrame, split: str, key: str, columns: tuple[str, ...]) -> pd.DataFrame:
+        if _rows_hash(frame, columns) != self.metadata["splits"][split].get(key):
+            raise UserError(
+                f"manifest at {self.root}: {split} does not match its recorded {key}; "
+                "the files were edited or mixed up, rebuild with `glt-bench build-splits`"
+            )
+        return frame
+
+    def verify_split(self, split: str, *, labels: bool = False) -> None:
+        """Re-hash one split's public part (and its test labels when `labels` is true)."""
+        if split in TEST_SPLITS:
+            self._checked(self._read("splits", split), split, "public_sha256", PUBLIC_COLUMNS)
+            if labels:
+                self.test_labels(split)
+        else:
+            self._checked(self.split(split), split, "public_sha256", (*PUBLIC_COLUMNS, *LABEL_COLUMNS))
+
     def verify(self, *, labels: bool = False) -> None:
-        """Re-hash the files against the metadata; test labels only when `labels` is true.
+        """Re-hash every split against the metadata; test labels only when `labels` is true.
 
         Training and prediction verify the public part only, so they never read test labels.
         """
-        recorded = self.metadata["splits"]
-        for name, part in recorded.items():
-            if name in TEST_SPLITS:
-                frame = self._read("splits", name)
-                checks = {"public_sha256": _rows_hash(frame, PUBLIC_COLUMNS)}
-                if labels:
-                    self.test_labels(name)
-            else:
-                checks = {"public_sha256": _rows_hash(self.split(name), (*PUBLIC_COLUMNS, *LABEL_COLUMNS))}
-            for key, actual in checks.items():
-                if actual != part.get(key):
-                    raise UserError(
-                        f"manifest at {self.root}: {name} does not match its recorded {key}; "
-                        "the files were edited or mixed up, rebuild with `glt-bench build-splits`"
-                    )
-        if _combine(self.classes, recorded) != self.content_hash:
-            raise UserError(
-                f"manifest at {self.root}: metadata.json does not match its content hash; rebuild it"
-            )
+        for name in self.metadata["splits"]:
+            self.verify_split(name, labels=labels)

@@ -24,6 +24,7 @@ def score_predictions(path: str | Path, manifest: Manifest, protocol: str) -> di
                 f"{path} answers {key} {predictions.binding[key]!r} but protocol {protocol} of this "
                 f"manifest needs {value!r}; predict on the right split of the current manifest"
             )
+    manifest.verify_split(split)
     listing = manifest.public_listing(split)["sample_id"].to_numpy()
     aligned = align(predictions, listing, path)
     truth = manifest.test_labels(split)

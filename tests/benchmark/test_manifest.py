@@ -287,14 +287,16 @@ def test_verify_detects_altered_train_row(tmp_path: Path) -> None:
         Manifest(tmp_path).verify()
 
 
-def test_verify_detects_altered_metadata(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("field", "value"), [("name", "renamed"), ("train_glt", 999), ("group", "few")])
+def test_opening_detects_altered_class_table(tmp_path: Path, field: str, value) -> None:
+    """The class table (names, groups, the priors n_c) is covered by the content hash."""
     build(tmp_path)
     meta_path = tmp_path / "metadata.json"
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    metadata["classes"][0]["name"] = "renamed"
+    metadata["classes"][0][field] = value
     meta_path.write_text(json.dumps(metadata), encoding="utf-8")
-    with pytest.raises(UserError):
-        Manifest(tmp_path).verify()
+    with pytest.raises(UserError, match="content hash"):
+        Manifest(tmp_path)
 
 
 def test_test_labels_refuses_non_test_split(tmp_path: Path) -> None:

@@ -232,26 +232,22 @@ def test_carve_does_not_modify_input_lists(lists) -> None:
             np.testing.assert_array_equal(a, b)
 
 
-def test_short_attribute_for_test_gbl_names_class_and_attribute() -> None:
-    # Coat (class 4) attribute 2 has 200 < 4·60 = 240 images.
-    lists = make_lists({(4, 2): 200})
+@pytest.mark.parametrize(
+    ("short", "fragments"),
+    [
+        # Coat (class 4) attribute 2 has 200 < 4·60 = 240 images for Test-GBL.
+        ({(4, 2): 200}, ("test_gbl", "Coat", "attribute 2", "240", "200")),
+        # Sneaker (class 7) attribute 0 has 240: Test-GBL takes 60 and Test-CBL 126, leaving 54
+        # for the BL pool, where Val-CBL needs 63.
+        ({(7, 0): 240}, ("val_cbl", "Sneaker", "attribute 0", "63", "54")),
+    ],
+)
+def test_short_attribute_names_split_class_attribute_and_counts(short, fragments) -> None:
     with pytest.raises(UserError) as excinfo:
-        carve(lists, RULE, seed=25, class_names=NAMES)
+        carve(make_lists(short), RULE, seed=25, class_names=NAMES)
     message = str(excinfo.value)
-    assert "Coat" in message and "attribute 2" in message
-    assert "240" in message and "200" in message
-    assert "test_gbl" in message
-
-
-def test_short_attribute_for_val_cbl_names_class_and_attribute() -> None:
-    # Sneaker (class 7) attribute 0 has 240: Test-GBL takes 60 and Test-CBL 126, leaving 54
-    # for the BL pool, where Val-CBL needs 63.
-    lists = make_lists({(7, 0): 240})
-    with pytest.raises(UserError) as excinfo:
-        carve(lists, RULE, seed=25, class_names=NAMES)
-    message = str(excinfo.value)
-    assert "Sneaker" in message and "attribute 0" in message
-    assert "63" in message and "54" in message
+    for fragment in fragments:
+        assert fragment in message
 
 
 def test_default_class_names_are_ids() -> None:
