@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -28,7 +29,7 @@ SCORE_COLUMN = re.compile(r"score_(\d+)")
 
 @dataclass(frozen=True)
 class Predictions:
-    sample_ids: np.ndarray
+    sample_ids: pa.Array  # strings, kept in Arrow for fast matching
     predictions: np.ndarray  # int64
     scores: np.ndarray | None  # float N×C
     binding: dict[str, str]
@@ -155,31 +156,31 @@ def read_predictions(path: str | Path, num_classes: int) -> Predictions:
             raise UserError(f"{path}: score columns must be numbers") from None
         if not np.isfinite(scores).all():
             raise UserError(f"{path}: scores must be finite (found NaN or inf)")
-    return Predictions(ids.to_numpy(zero_copy_only=False).astype(str), preds, scores, binding)
+    return Predictions(ids.combine_chunks(), preds, scores, binding)
 
 
-def align(predictions: Predictions, listing_ids: np.ndarray, path: str | Path) -> np.ndarray:
+def align(predictions: Predictions, listing_ids: pa.Array, path: str | Path) -> np.ndarray:
     """Predictions in the order of the split's public listing; every id exactly once."""
-    file_ids = pd.Index(predictions.sample_ids)
-    duplicated = file_ids.duplicated()
-    if duplicated.any():
-        raise UserError(
-            f"{path}: {int(duplicated.sum())} duplicate sample ids (first: {file_ids[duplicated][0]!r}); "
-            "give each test sample exactly one row"
-        )
-    position = pd.Index(listing_ids).get_indexer(file_ids)
+    position = pc.index_in(predictions.sample_ids, value_set=listing_ids).fill_null(-1).to_numpy()
     unknown = position < 0
     if unknown.any():
         raise UserError(
             f"{path}: {int(unknown.sum())} sample ids are not in this split "
-            f"(first: {file_ids[unknown][0]!r}); answer only the split's public listing"
+            f"(first: {predictions.sample_ids[int(np.argmax(unknown))].as_py()!r}); "
+            "answer only the split's public listing"
         )
-    if len(file_ids) < len(listing_ids):
-        seen = np.zeros(len(listing_ids), dtype=bool)
-        seen[position] = True
+    answers = np.bincount(position, minlength=len(listing_ids))
+    if (answers > 1).any():
         raise UserError(
-            f"{path}: {int((~seen).sum())} test samples have no prediction "
-            f"(first: {listing_ids[~seen][0]!r}); answer every sample of the split"
+            f"{path}: {int((answers > 1).sum())} duplicate sample ids "
+            f"(first: {listing_ids[int(np.argmax(answers > 1))].as_py()!r}); "
+            "give each test sample exactly one row"
+        )
+    if (answers == 0).any():
+        raise UserError(
+            f"{path}: {int((answers == 0).sum())} test samples have no prediction "
+            f"(first: {listing_ids[int(np.argmax(answers == 0))].as_py()!r}); "
+            "answer every sample of the split"
         )
     aligned = np.empty(len(listing_ids), dtype=np.int64)
     aligned[position] = predictions.predictions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
 
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
@@ -25,11 +25,9 @@ def score_predictions(path: str | Path, manifest: Manifest, protocol: str) -> di
                 f"manifest needs {value!r}; predict on the right split of the current manifest"
             )
     manifest.verify_split(split)
-    listing = manifest.public_listing(split)["sample_id"].to_numpy()
-    aligned = align(predictions, listing, path)
-    truth = manifest.test_labels(split)
-    if not np.array_equal(truth["sample_id"].to_numpy(), listing):  # both are written sorted by id
-        truth = truth.set_index("sample_id").loc[listing]
+    listing = manifest.public_listing(split)["sample_id"]
+    aligned = align(predictions, pa.array(listing, pa.string()), path)
+    truth = manifest.test_labels(split).set_index("sample_id").reindex(listing)
     return glt_metrics(
         truth["label"].to_numpy(), aligned, manifest.class_groups, truth["attribute"].to_numpy()
     )
