@@ -203,6 +203,33 @@ def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
         click.echo(f"{key:<16} {shown:>8}")
 
 
+@main.command("submit")
+@click.argument("predictions", type=click.Path(path_type=Path))
+@BENCHMARK
+@click.option("--protocol", required=True, type=click.Choice(["clt", "alt", "glt"]))
+@click.option("--name", required=True, help="Submitter or model name shown on the leaderboard.")
+@click.option("--method", help="Method name for the leaderboard row [default: the name].")
+@click.option("--description", default="", help="One line about the submission.")
+@click.option("--url", default="", help="Paper or code link.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed the predictions came from.")
+@MANIFESTS
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def submit_cmd(
+    predictions, benchmark, protocol, name, method, description, url, seed, manifest_dir, runs_dir
+):
+    """Validate and score a predictions file, and store it as a leaderboard submission."""
+    from benchmark.manifest import Manifest
+    from leaderboard.submit import submit
+
+    path = submit(
+        predictions, Manifest(manifest_dir / benchmark), protocol, runs_dir,
+        name=name, method=method, description=description, url=url, seed=seed,
+    )  # fmt: skip
+    metrics = json.loads(path.read_text(encoding="utf-8"))["results"][0]["metrics"]
+    click.echo(f"{name} {protocol}: {_brief(metrics)}")
+    click.echo(f"stored: {path}")
+
+
 @main.command("report")
 @click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)

@@ -25,6 +25,7 @@ from benchmark.errors import UserError
 BINDING_KEYS = ("benchmark", "split", "manifest_sha256")
 PARQUET_PREFIX = "glt_bench."
 SCORE_COLUMN = re.compile(r"score_(\d+)")
+MAX_BYTES = 2**30  # 1 GiB: room for a 60,000-row Test-GBL with all 1000 class scores
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ def read_predictions(path: str | Path, num_classes: int) -> Predictions:
     """Read and check the file's own structure (columns, types, ranges, binding)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UserError(
+                f"{path} is {size / 2**20:.0f} MiB, over the {MAX_BYTES // 2**20} MiB limit; "
+                "drop the score columns or use Parquet"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read predictions file {path}: {exc.strerror or exc}") from None

@@ -159,3 +159,23 @@ def test_bad_inputs_give_one_line_errors(mini_copy: Path, tmp_path: Path):
         "multiple of 3",
     )
     assert_clean_error(invoke("report", "--runs", tmp_path / "absent"), "no runs folder")
+
+
+def test_submit_stores_a_record_the_report_shows(mini_copy: Path, tmp_path: Path):
+    manifest = Manifest(mini_copy / MINI)
+    truth = manifest.test_labels("test_cbl")
+    path = tmp_path / "mine.csv"
+    header = f"# benchmark: {MINI}\n# split: test_cbl\n# manifest_sha256: {manifest.content_hash}\n"
+    path.write_text(
+        header + truth[["sample_id", "label"]].rename(columns={"label": "prediction"}).to_csv(index=False)
+    )
+    runs = tmp_path / "runs"
+    args = ["--benchmark", MINI, "--protocol", "clt", "--manifests", mini_copy, "--runs", runs]
+    result = invoke("submit", path, "--name", "<script>alert(1)</script>", *args)
+    assert result.exit_code == 0, result.output
+    assert "acc 100.00" in result.output
+    assert_clean_error(invoke("submit", tmp_path / "absent.csv", "--name", "x", *args), "cannot read")
+    assert len(list(runs.rglob("record.json"))) == 1
+    invoke("report", "--runs", runs, "--out", tmp_path / "site")
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
