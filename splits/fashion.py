@@ -21,7 +21,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -262,9 +262,12 @@ def build(
     return write_manifest(out, benchmark=variant.name, classes=classes, splits=frames, build=info)
 
 
+_cached_source = lru_cache(maxsize=1)(load_source)  # a run loads train, val and tests from one read
+
+
 def load_images(manifest: Manifest, paths: Sequence[str], data_root: Path | None) -> np.ndarray:
     """uint8 N×1×28×28 images of the given relative paths, from the same IDX files as the build."""
-    source = load_source(data_root)
+    source = _cached_source(data_root)
     expected = manifest.metadata["build"]["source"]["files_sha256"]
     if source.files != expected:
         raise UserError("the Fashion-MNIST files differ from those the manifest was built from")
