@@ -131,3 +131,20 @@ def test_protocol_decides_the_split(tiny_manifest: Manifest, tmp_path: Path):
     assert score_predictions(path, tiny_manifest, "alt")["acc"] == 1.0
     with pytest.raises(UserError, match="split"):
         score_predictions(path, tiny_manifest, "clt")
+
+
+@pytest.mark.parametrize(
+    ("scores_header", "row_suffix", "fragment"),
+    [
+        ("score_0,score_1", ",0.5,0.5", "score columns must be exactly"),  # wrong width (3 classes)
+        ("score_0,score_1,score_2", ",0.1,nan,0.3", "finite"),
+        ("score_0,score_1,score_2", ",0.1,inf,0.3", "finite"),
+    ],
+)
+def test_bad_scores_are_rejected(
+    tiny_manifest: Manifest, tmp_path: Path, scores_header: str, row_suffix: str, fragment: str
+):
+    rows = [r + row_suffix for r in perfect_rows(tiny_manifest)]
+    path = write(tmp_path, csv_text(tiny_manifest, rows, "sample_id,prediction," + scores_header))
+    with pytest.raises(UserError, match=fragment):
+        score_predictions(path, tiny_manifest, "glt")
