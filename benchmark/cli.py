@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from benchmark.errors import UserError
+from benchmark.protocols import PROTOCOLS
 
 MANIFESTS = click.option(
     "--manifests",
@@ -52,7 +53,6 @@ def list_cmd() -> None:
     """List benchmarks, protocols, methods and feature extractors."""
     from baselines.base import METHODS
     from benchmark.benchmarks import BENCHMARKS
-    from benchmark.protocols import PROTOCOLS
     from benchmark.selection import SELECTION_RULES
     from splits.features import EXTRACTORS
 
@@ -117,7 +117,7 @@ def build_splits_cmd(
 @click.option(
     "--protocol",
     "protocols",
-    type=click.Choice(["clt", "alt", "glt", "all"]),
+    type=click.Choice([*PROTOCOLS, "all"]),
     multiple=True,
     default=("all",),
     show_default=True,
@@ -155,7 +155,7 @@ def run_cmd(
     from benchmark.runner import run
 
     started = time.perf_counter()
-    names = ["clt", "glt", "alt"] if "all" in protocols else sorted(set(protocols))
+    names = list(PROTOCOLS) if "all" in protocols else sorted(set(protocols))
     paths = run(
         benchmark=benchmark,
         method=method,
@@ -178,14 +178,17 @@ def run_cmd(
 
 
 def _brief(metrics: dict) -> str:
-    keys = ("acc", "prec", "f1", "acc_many", "acc_medium", "acc_few", "acc_worst_att")
+    """The leaderboard's columns of one metrics dict, in percent."""
+    from leaderboard.report import COLUMNS
+
+    keys = [key for key, _ in COLUMNS]
     return "  ".join(f"{k} {100 * metrics[k]:.2f}" if metrics.get(k) is not None else f"{k} –" for k in keys)
 
 
 @main.command("score")
 @click.argument("predictions", type=click.Path(path_type=Path))
 @BENCHMARK
-@click.option("--protocol", required=True, type=click.Choice(["clt", "alt", "glt"]))
+@click.option("--protocol", required=True, type=click.Choice(list(PROTOCOLS)))
 @MANIFESTS
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
@@ -206,7 +209,7 @@ def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
 @main.command("submit")
 @click.argument("predictions", type=click.Path(path_type=Path))
 @BENCHMARK
-@click.option("--protocol", required=True, type=click.Choice(["clt", "alt", "glt"]))
+@click.option("--protocol", required=True, type=click.Choice(list(PROTOCOLS)))
 @click.option("--name", required=True, help="Submitter or model name shown on the leaderboard.")
 @click.option("--method", help="Method name for the leaderboard row [default: the name].")
 @click.option("--description", default="", help="One line about the submission.")

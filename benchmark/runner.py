@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,13 +21,13 @@ from benchmark.errors import UserError
 from benchmark.manifest import Manifest
 from benchmark.models import BACKBONES
 from benchmark.protocols import by_training_split
-from benchmark.provenance import git_sha, package_versions, sha256_file
+from benchmark.provenance import sha256_file
 from benchmark.recipes import RECIPES
+from benchmark.records import RECORD_VERSION, environment, result_entry
 from leaderboard.predictions import write_predictions
 from leaderboard.scoring import score_predictions
 
 log = logging.getLogger("glt_bench")
-RECORD_VERSION = "glt-bench-record/1"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,20 +134,17 @@ def _train_and_answer(
             method, outcome.model, engine.ImageSet(torch.from_numpy(images)), normalize
         )
         path = run_dir / f"predictions_{protocol.test_split}.csv"
-        binding = {"benchmark": manifest.benchmark, "split": protocol.test_split,
-                   "manifest_sha256": manifest.content_hash}  # fmt: skip
+        binding = {
+            "benchmark": manifest.benchmark,
+            "split": protocol.test_split,
+            "manifest_sha256": manifest.content_hash,
+        }
         write_predictions(path, listing["sample_id"].to_numpy(), logits.argmax(1).numpy(), binding)
         metrics = score_predictions(path, manifest, protocol.name)
         log.info(
             "%s %s: acc %.4f  prec %.4f", config["method"], protocol.name, metrics["acc"], metrics["prec"]
         )
-        results.append({
-            "protocol": protocol.name,
-            "split": protocol.test_split,
-            "predictions": path.name,
-            "predictions_sha256": sha256_file(path),
-            "metrics": metrics,
-        })  # fmt: skip
+        results.append(result_entry(protocol.name, path.name, sha256_file(path), metrics))
     return {
         "format": RECORD_VERSION,
         "kind": "run",
@@ -164,5 +160,5 @@ def _train_and_answer(
             "wall_seconds": round(time.perf_counter() - started, 3),
             "device": str(normalize.device),
         },
-        "environment": {"versions": package_versions(), "git_sha": git_sha(), "argv": sys.argv},
+        "environment": environment(),
     }

@@ -16,11 +16,9 @@ from typing import Any
 from benchmark.atomic import atomic_path, write_json
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
-from benchmark.protocols import get_protocol
-from benchmark.provenance import git_sha, package_versions, sha256_file
+from benchmark.provenance import sha256_file
+from benchmark.records import RECORD_VERSION, environment, result_entry
 from leaderboard.scoring import score_predictions
-
-RECORD_VERSION = "glt-bench-record/1"
 
 
 def submission_folder(runs_dir: Path, benchmark: str, name: str, protocol: str, file_sha256: str) -> Path:
@@ -60,17 +58,9 @@ def submit(
         "seed": seed,
         "hparams": {},
         "manifest_sha256": manifest.content_hash,
-        "results": [
-            {
-                "protocol": protocol,
-                "split": get_protocol(protocol).test_split,
-                "predictions": stored.name,
-                "predictions_sha256": file_sha256,
-                "metrics": metrics,
-            }
-        ],
+        "results": [result_entry(protocol, stored.name, file_sha256, metrics)],
         "submitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "environment": {"versions": package_versions(), "git_sha": git_sha()},
+        "environment": environment(),
     }
     write_json(folder / "record.json", record)
     return folder / "record.json"
