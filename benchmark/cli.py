@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,7 @@ def list_cmd() -> None:
     """List benchmarks, protocols, methods and feature extractors."""
     from baselines.base import METHODS
     from benchmark.benchmarks import BENCHMARKS
+    from benchmark.recipes import RECIPES
     from benchmark.selection import SELECTION_RULES
     from splits.features import EXTRACTORS
 
@@ -61,6 +64,10 @@ def list_cmd() -> None:
         "protocols": [(name, p.summary) for name, p in PROTOCOLS.items()],
         "methods": [(name, m.summary) for name, m in METHODS],
         "feature extractors": [(name, e.summary) for name, e in EXTRACTORS],
+        "recipes": [
+            (name, f"{r.backbone}, {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}, momentum {r.momentum}")
+            for name, r in RECIPES
+        ],
         "selection rules": [(name, "") for name, _ in SELECTION_RULES],
     }
     for title, items in sections.items():
@@ -124,36 +131,66 @@ def build_splits_cmd(
     help="Protocol(s) to answer; repeatable.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--recipe", help="Training recipe (default: the benchmark's own; see `glt-bench list`).")
 @click.option("--epochs", type=int, help="Override the recipe's epoch count.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+    help="auto: bf16 autocast on CUDA, fp32 on the CPU.",
+)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the backbone.")
+@click.option(
+    "--gpus", type=int, default=1, show_default=True, help="Data-parallel GPUs (launches torchrun)."
+)
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a method hyperparameter."
 )
 @click.option("--selection", default="val_acc", show_default=True, help="Model-selection rule on Val.")
 @click.option(
+    "--from",
+    "from_run",
+    type=click.Path(path_type=Path),
+    help="A finished run folder whose weights replace the method's first stage (cRT, LWS, tau-norm).",
+)
+@click.option(
     "--data-root", type=click.Path(path_type=Path), help="Folder with the raw data (default: found)."
 )
 @MANIFESTS
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
 @click.option("--force", is_flag=True, help="Run again even if a record for this config exists.")
 def run_cmd(
     benchmark,
     method,
     protocols,
     seed,
+    recipe,
     epochs,
     device,
+    precision,
+    compile_,
+    gpus,
     overrides,
     selection,
+    from_run,
     data_root,
     manifest_dir,
     out,
+    resume,
     force,
 ) -> None:
     """Train a method, select on Val, predict the test splits, score and write run records."""
     from baselines.base import METHODS, parse_overrides
-    from benchmark.runner import run
+    from benchmark.runner import Compute, run
 
+    if gpus > 1 and "WORLD_SIZE" not in os.environ:
+        if device != "cuda":
+            raise UserError("--gpus needs --device cuda; for CPU processes launch torchrun yourself")
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+        sys.exit(subprocess.run([*launcher, "-m", "benchmark.cli", *sys.argv[1:]], check=False).returncode)
     started = time.perf_counter()
     names = list(PROTOCOLS) if "all" in protocols else sorted(set(protocols))
     paths = run(
@@ -164,17 +201,21 @@ def run_cmd(
         out=out,
         seed=seed,
         epochs=epochs,
-        device=device,
+        recipe=recipe,
+        compute=Compute(device, precision, compile_),
         data_root=data_root,
         overrides=parse_overrides(list(overrides), METHODS.get(method)),
         selection_rule=selection,
+        from_run=from_run,
+        resume=resume,
         force=force,
     )
     for path in paths:
         record = json.loads(path.read_text(encoding="utf-8"))
         for result in record["results"]:
             click.echo(f"{record['method']:<12} {result['protocol']:<4} {_brief(result['metrics'])}")
-    click.echo(f"records in {out}  ({time.perf_counter() - started:.1f} s)")
+    if paths:
+        click.echo(f"records in {out}  ({time.perf_counter() - started:.1f} s)")
 
 
 def _brief(metrics: dict) -> str:
@@ -202,7 +243,14 @@ def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
         click.echo(json.dumps(metrics, indent=2, sort_keys=True))
         return
     for key, value in metrics.items():
-        shown = "–" if value is None else (f"{value}" if key == "n" else f"{100 * value:.2f}")
+        if isinstance(value, dict) or (isinstance(value, list) and not key.endswith("_ci95")):
+            continue  # the bootstrap settings and per-class lists: see --json
+        if value is None:
+            shown = "–"
+        elif key.endswith("_ci95"):
+            shown = f"{100 * value[0]:.2f}–{100 * value[1]:.2f}"
+        else:
+            shown = f"{value}" if key == "n" else f"{100 * value:.2f}"
         click.echo(f"{key:<16} {shown:>8}")
 
 
@@ -244,3 +292,7 @@ def report_cmd(runs_dir, out) -> None:
     records = load_records(runs_dir)
     path = write_report(records, out)
     click.echo(f"leaderboard of {len(records)} records: {path.resolve()}")
+
+
+if __name__ == "__main__":  # `python -m benchmark.cli`, as torchrun launches it
+    main()

@@ -39,6 +39,30 @@ class SmallCNN(nn.Module):
 BACKBONES.register("small-cnn")(SmallCNN)
 
 
+class TorchvisionBackbone(nn.Module):
+    """A torchvision classification network from scratch (no weights), its classifier removed."""
+
+    def __init__(self, arch: str, in_channels: int) -> None:
+        super().__init__()
+        import torchvision
+
+        net = torchvision.models.get_model(arch, weights=None)
+        if in_channels != 3:
+            old = net.conv1
+            net.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                                  bias=False)  # fmt: skip
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+for _arch in ("resnet18", "resnet50", "resnext50_32x4d"):
+    BACKBONES.register(_arch)(lambda in_channels, arch=_arch: TorchvisionBackbone(arch, in_channels))
+
+
 class Network(nn.Module):
     """A backbone producing features and a head producing logits from them."""
 

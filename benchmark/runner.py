@@ -5,37 +5,62 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from baselines.base import METHODS
+from baselines.base import METHODS, Method
 from benchmark import engine
-from benchmark.atomic import write_json
-from benchmark.benchmarks import BENCHMARKS
+from benchmark.atomic import atomic_path, write_json
+from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
 from benchmark.models import BACKBONES
-from benchmark.protocols import by_training_split
+from benchmark.protocols import Protocol, by_training_split
 from benchmark.provenance import sha256_file
-from benchmark.recipes import RECIPES
+from benchmark.recipes import RECIPES, Recipe
 from benchmark.records import RECORD_VERSION, environment, result_entry
+from benchmark.transforms import Pipeline
 from leaderboard.predictions import write_predictions
 from leaderboard.scoring import score_predictions
 
 log = logging.getLogger("glt_bench")
 
+MODEL_FILE = "model.pt"
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
+
+@dataclass(frozen=True)
+class Compute:
+    """How to run: device, numeric precision, compilation; the distributed rank comes from torchrun."""
+
+    device: str = "cpu"
+    precision: str = "auto"
+    compile: bool = False
+
+
+def _start_distributed(device: str) -> torch.device:
+    """Join the torchrun process group when launched by torchrun; the device this rank uses."""
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {name!r}")
-    return torch.device(name)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def run(
@@ -47,10 +72,13 @@ def run(
     out: Path,
     seed: int = 0,
     epochs: int | None = None,
-    device: str = "cpu",
+    recipe: str | None = None,
+    compute: Compute = Compute(),
     data_root: Path | None = None,
     overrides: dict[str, Any] | None = None,
     selection_rule: str = "val_acc",
+    from_run: Path | None = None,
+    resume: bool = False,
     force: bool = False,
 ) -> list[Path]:
     """Train and evaluate; returns the paths of the run records written (or found done)."""
@@ -60,28 +88,33 @@ def run(
     if manifest.benchmark != benchmark:
         raise UserError(f"{manifest.root} holds {manifest.benchmark!r}, not {benchmark!r}")
     manifest.verify()
-    recipe = RECIPES.get(definition.recipe)
+    chosen = RECIPES.get(recipe or definition.recipe)
     if epochs is not None:
         if epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {epochs}")
-        recipe = replace(recipe, epochs=epochs)
-    torch_device = resolve_device(device)
-    normalize = engine.Normalizer(definition.mean, definition.std, torch_device)
+        chosen = replace(chosen, epochs=epochs)
+    device = _start_distributed(compute.device)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    pipeline = Pipeline(chosen, definition.mean, definition.std, device)
     records = []
     for train_split, answered in by_training_split(protocols).items():
-        val_split = answered[0].val_split
         hparams = method_cls(overrides or {}, manifest.class_counts(train_split)).hparams
+        start = _stage_one(from_run, method_cls, chosen, manifest, train_split)
         config = {
             "benchmark": benchmark,
             "method": method,
             "hparams": hparams,
-            "recipe": asdict(recipe),
+            "recipe": asdict(chosen),
             "train_split": train_split,
-            "val_split": val_split,
+            "val_split": answered[0].val_split,
             "selection_rule": selection_rule,
             "seed": seed,
             "manifest_sha256": manifest.content_hash,
             "protocols": sorted(p.name for p in answered),
+            "device": device.type,
+            "precision": engine.resolve_precision(compute.precision, device),
+            "world_size": world,
+            **({"from_run": start[0]} if start else {}),
         }
         config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
         run_dir = out / benchmark / method / f"{train_split}-seed{seed}-{config_hash}"
@@ -90,24 +123,84 @@ def run(
             log.info("already done: %s (use --force to run again)", record_path)
             records.append(record_path)
             continue
+        checkpoint = run_dir / engine.CHECKPOINT
+        if checkpoint.exists() and not (resume or force):
+            raise UserError(
+                f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it "
+                "or --force to start over"
+            )
+        if force and not resume:
+            checkpoint.unlink(missing_ok=True)
         record = _train_and_answer(
-            manifest, definition, method_cls, config, recipe, normalize, answered, run_dir, data_root
-        )
-        write_json(record_path, record)
-        log.info("record: %s", record_path)
-        records.append(record_path)
+            manifest, definition, method_cls, config, chosen, pipeline, compute, answered, run_dir,
+            data_root, start[1] if start else None, resume,
+        )  # fmt: skip
+        if record is not None:
+            write_json(record_path, record)
+            checkpoint.unlink(missing_ok=True)
+            log.info("record: %s", record_path)
+            records.append(record_path)
     return records
 
 
-def _load(manifest: Manifest, definition: Any, split: str, data_root: Path | None) -> engine.ImageSet:
+def _stage_one(
+    from_run: Path | None, method_cls: type[Method], recipe: Recipe, manifest: Manifest, train_split: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The provenance and weights of a finished run that replaces the method's pretrained stages."""
+    if from_run is None:
+        return None
+    record_path, weights_path = Path(from_run) / "record.json", Path(from_run) / MODEL_FILE
+    if not record_path.exists() or not weights_path.exists():
+        raise UserError(f"--from {from_run}: not a finished run folder (needs record.json and {MODEL_FILE})")
+    if not any(s.pretrained for s in method_cls({}, manifest.class_counts(train_split)).stages(recipe)):
+        raise UserError(f"--from: method {method_cls.name!r} has no stage that a finished run can replace")
+    source = json.loads(record_path.read_text(encoding="utf-8"))
+    expected = {
+        "benchmark": manifest.benchmark,
+        "manifest_sha256": manifest.content_hash,
+        "train_split": train_split,
+    }
+    for key, value in expected.items():
+        if source.get(key) != value:
+            raise UserError(f"--from {from_run}: its {key} is {source.get(key)!r}, this run needs {value!r}")
+    backbone = source.get("recipe", {}).get("backbone")
+    if backbone != recipe.backbone:
+        raise UserError(
+            f"--from {from_run}: trained a {backbone!r} backbone, "
+            f"recipe {recipe.name!r} uses {recipe.backbone!r}"
+        )
+    weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+    provenance = {
+        "path": str(from_run),
+        "method": source.get("method"),
+        "record_sha256": sha256_file(record_path),
+    }
+    return provenance, weights
+
+
+def _load(
+    manifest: Manifest, definition: BenchmarkDef, split: str, data_root: Path | None
+) -> engine.ImageSet:
     frame = manifest.split(split)
     images = definition.load_images(manifest, frame["path"].tolist(), data_root)
     return engine.ImageSet(torch.from_numpy(images), torch.from_numpy(frame["label"].to_numpy(np.int64)))
 
 
 def _train_and_answer(
-    manifest, definition, method_cls, config, recipe, normalize, answered, run_dir, data_root
-) -> dict[str, Any]:
+    manifest: Manifest,
+    definition: BenchmarkDef,
+    method_cls: type[Method],
+    config: dict[str, Any],
+    recipe: Recipe,
+    pipeline: Pipeline,
+    compute: Compute,
+    answered: list[Protocol],
+    run_dir: Path,
+    data_root: Path | None,
+    start_weights: dict[str, torch.Tensor] | None,
+    resume: bool,
+) -> dict[str, Any] | None:
+    """Train, then (on the main rank) predict, score and return the record."""
     started = time.perf_counter()
     seed = config["seed"]
     torch.manual_seed(seed)
@@ -116,22 +209,29 @@ def _train_and_answer(
     method = method_cls(config["hparams"], manifest.class_counts(config["train_split"]))
     backbone = BACKBONES.get(recipe.backbone)(train_set.images.shape[1])
     model = method.build_model(backbone, manifest.num_classes)
-    outcome = engine.train(
-        method,
-        model,
-        train_set,
-        val_set,
-        recipe,
-        normalize,
-        seed=seed,
-        selection_rule=config["selection_rule"],
-    )
+    try:
+        outcome = engine.train(
+            method, model, train_set, val_set, recipe, pipeline,
+            seed=seed, selection_rule=config["selection_rule"], precision=compute.precision,
+            compile=compute.compile, checkpoint_dir=run_dir, resume=resume, start_weights=start_weights,
+        )  # fmt: skip
+    except RuntimeError as error:
+        if start_weights is not None and "state_dict" in str(error):
+            raise UserError(
+                f"--from {config['from_run']['path']}: its weights do not fit the first stage of "
+                f"{method_cls.name!r} ({str(error).splitlines()[0]}); pass a run of the matching method"
+            ) from None
+        raise
+    if not _is_main():
+        return None
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        torch.save(outcome.model.state_dict(), tmp)
     results = []
     for protocol in answered:
         listing = manifest.public_listing(protocol.test_split)
         images = definition.load_images(manifest, listing["path"].tolist(), data_root)
         logits = engine.predict_logits(
-            method, outcome.model, engine.ImageSet(torch.from_numpy(images)), normalize
+            method, outcome.model, engine.ImageSet(torch.from_numpy(images)), pipeline, compute.precision
         )
         path = run_dir / f"predictions_{protocol.test_split}.csv"
         binding = {
@@ -145,20 +245,22 @@ def _train_and_answer(
             "%s %s: acc %.4f  prec %.4f", config["method"], protocol.name, metrics["acc"], metrics["prec"]
         )
         results.append(result_entry(protocol.name, path.name, sha256_file(path), metrics))
+    summary = outcome.summary()
+    del summary["selection_rule"]
     return {
         "format": RECORD_VERSION,
         "kind": "run",
         **config,
-        "selected": outcome.selected,
-        "val_history": outcome.val_history,
+        "selected": summary.pop("selected"),
+        "val_history": summary.pop("val_history"),
+        "method_report": summary.pop("method_report"),
         "results": results,
         "compute": {
-            "images_processed": outcome.images_processed,
-            "optimizer_steps": outcome.optimizer_steps,
-            "epochs": outcome.epochs,
+            **summary,
             "train_seconds": round(outcome.train_seconds, 3),
+            "gpu_seconds": round(outcome.gpu_seconds, 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
-            "device": str(normalize.device),
+            "device": str(pipeline.device),
         },
         "environment": environment(),
     }

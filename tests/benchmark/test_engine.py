@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
-from baselines.base import METHODS, Stage
+from baselines.base import METHODS, Method, Stage
 from benchmark import engine
 from benchmark.models import BACKBONES
 from benchmark.recipes import RECIPES
 from benchmark.selection import SELECTION_RULES
+from benchmark.transforms import Pipeline
 
 RECIPE = replace(RECIPES.get("fashion"), epochs=3, batch_size=16)
 
@@ -29,8 +31,8 @@ def train_once(seed: int = 0, rule: str = "val_acc") -> engine.TrainOutcome:
     method = METHODS.get("ce")({}, np.array([24, 24]))
     torch.manual_seed(seed)
     model = method.build_model(BACKBONES.get("small-cnn")(1), 2)
-    normalize = engine.Normalizer((0.5,), (0.25,), torch.device("cpu"))
-    return engine.train(method, model, train_set, val_set, RECIPE, normalize, seed=seed, selection_rule=rule)
+    pipeline = Pipeline(RECIPE, (0.5,), (0.25,), torch.device("cpu"))
+    return engine.train(method, model, train_set, val_set, RECIPE, pipeline, seed=seed, selection_rule=rule)
 
 
 def test_training_learns_counts_compute_and_selects_on_val():
@@ -39,19 +41,23 @@ def test_training_learns_counts_compute_and_selects_on_val():
     assert outcome.optimizer_steps == 3 * 3 and outcome.epochs == 3
     scores = [h["val_acc"] for h in outcome.val_history]
     best = int(np.argmax(scores))  # the earliest best epoch
-    assert outcome.selected == {"stage": "main", "epoch": best + 1}
+    assert outcome.selected == [{"stage": "main", "epoch": best + 1}]
     assert max(scores) == 1.0
+
+
+def untimed(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in history]
 
 
 def test_cpu_training_is_deterministic():
     first, second = train_once(), train_once()
-    assert first.val_history == second.val_history
+    assert untimed(first.val_history) == untimed(second.val_history)
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_last_rule_selects_the_final_epoch():
-    assert train_once(rule="last").selected["epoch"] == 3
+    assert train_once(rule="last").selected[0]["epoch"] == 3
 
 
 def test_selection_rules_score_as_named():
@@ -66,14 +72,74 @@ def test_cosine_schedule_anneals_to_zero():
     assert factors[0] == 1.0 and np.allclose(factors, [1, 0.853553, 0.5, 0.146447], atol=1e-6)
 
 
-def test_augment_crops_within_padding_and_flips():
-    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
-    recipe = replace(RECIPE, crop_padding=1, flip=True)
-    out = engine.augment(x, recipe, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape
-    for i in range(2):
-        padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
-        windows = [padded[:, r : r + 6, c : c + 6] for r in range(3) for c in range(3)]
-        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
-    no_aug = replace(RECIPE, crop_padding=0, flip=False)
-    assert torch.equal(engine.augment(x, no_aug, torch.Generator()), x)
+def test_multistep_schedule_multiplies_at_each_milestone():
+    stage = Stage("main", 10, 0.1, 0.9, 2e-4, "multistep", milestones=(8, 9), gamma=0.01)
+    factors = [engine._lr_factor(stage, e) for e in range(10)]
+    assert factors[:8] == [1.0] * 8 and np.isclose(factors[8], 0.01) and np.isclose(factors[9], 1e-4)
+
+
+class TwoStage(Method):
+    """Stage 1 trains everything; stage 2 retrains the head on a frozen backbone."""
+
+    name = "two-stage"
+    summary = "test double"
+
+    def stages(self, recipe):
+        return [
+            self.base_stage(recipe, "first", pretrained=True),
+            self.base_stage(recipe, "second", epochs=2, freeze_backbone=True),
+        ]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def two_stage_run(checkpoint_dir=None, resume=False, stop_after=None, start_weights=None):
+    train_set, val_set = toy_sets()
+    method = TwoStage({}, np.array([24, 24]))
+    if stop_after is not None:
+        calls = []
+
+        def stop(model, context, session):
+            calls.append(1)
+            if len(calls) == stop_after:
+                raise Interrupted
+
+        method.end_epoch = stop
+    torch.manual_seed(0)
+    model = method.build_model(BACKBONES.get("small-cnn")(1), 2)
+    pipeline = Pipeline(RECIPE, (0.5,), (0.25,), torch.device("cpu"))
+    return engine.train(
+        method, model, train_set, val_set, RECIPE, pipeline, seed=0,
+        checkpoint_dir=checkpoint_dir, resume=resume, start_weights=start_weights,
+    )  # fmt: skip
+
+
+def test_frozen_stage_keeps_backbone_and_batchnorm_statistics(tmp_path):
+    outcome = two_stage_run()
+    assert [s["stage"] for s in outcome.selected] == ["first", "second"]
+    assert outcome.epochs == 3 + 2 and outcome.images_processed == 5 * 48
+    # Rerun stage 2 alone from the weights stage 1 ended with: the backbone must come out unchanged.
+    first = two_stage_run(checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / engine.CHECKPOINT, weights_only=True)
+    assert state["stage"] == 1  # the last checkpoint is stage 2's
+    start = {k: v.clone() for k, v in first.model.state_dict().items()}
+    again = two_stage_run(start_weights=start)
+    assert again.epochs == 2 and again.images_processed == 2 * 48  # the pretrained stage was skipped
+    for key, value in again.model.state_dict().items():
+        if key.startswith("backbone."):
+            assert torch.equal(value, start[key]), key  # weights and BatchNorm running statistics
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])  # inside stage 1, and inside stage 2
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, stop_after):
+    whole = two_stage_run(checkpoint_dir=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        two_stage_run(checkpoint_dir=tmp_path / "cut", stop_after=stop_after)
+    resumed = two_stage_run(checkpoint_dir=tmp_path / "cut", resume=True)
+    assert resumed.resumed_from_epoch == stop_after - 1
+    assert untimed(resumed.val_history) == untimed(whole.val_history)
+    assert resumed.selected == whole.selected and resumed.images_processed == whole.images_processed
+    for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
