@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -22,7 +23,12 @@ def package_versions() -> dict[str, str]:
 
 
 def git_sha() -> str:
-    """The SHA of the checkout this code runs from, suffixed `-dirty` with local changes."""
+    """The SHA of the checkout this code runs from, suffixed `-dirty` with local changes.
+
+    A copy without `.git` (a container, a cluster's staging folder) can state it in GLT_BENCH_GIT_SHA.
+    """
+    if os.environ.get("GLT_BENCH_GIT_SHA"):
+        return os.environ["GLT_BENCH_GIT_SHA"]
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
