@@ -30,7 +30,7 @@ from baselines.base import Method, Stage, StepContext
 from benchmark.atomic import atomic_path
 from benchmark.recipes import Recipe
 from benchmark.selection import SELECTION_RULES
-from benchmark.transforms import Pipeline
+from benchmark.transforms import Pipeline, to_device
 
 log = logging.getLogger("glt_bench")
 
@@ -383,7 +383,7 @@ def train(
                     mine = np.array_split(np.arange(len(indices)), world)[rank]
                     indices, images = indices[mine], images[mine]
                 x = pipeline.train(images, generator)
-                y = train_set.labels[indices].to(device, non_blocking=True)
+                y = to_device(train_set.labels[indices], device)
                 context.indices = indices
                 with _autocast(device, precision):
                     loss = method.loss(model, x, y, context)

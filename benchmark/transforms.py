@@ -15,6 +15,14 @@ import torch.nn.functional as F
 from benchmark.recipes import Recipe
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`; to CUDA through pinned memory without blocking the host, so the CPU
+    can queue the next step while the GPU works."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 class Pipeline:
     """uint8 N×C×H×W batches → normalised, channels-last floats on the device."""
 
@@ -27,7 +35,7 @@ class Pipeline:
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
 
     def _floats(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True).float()
+        return to_device(images, self.device).float()
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
@@ -57,8 +65,9 @@ def pad_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch
         return x
     n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dy, dx = to_device(torch.stack([dy, dx]), x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -68,7 +77,7 @@ def pad_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each sample mirrored left-right with probability 1/2."""
-    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    flip = to_device(torch.rand(len(x), generator=generator) < 0.5, x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -96,7 +105,7 @@ def resized_crop(
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = crop_h / h
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta.to(x.device), [n, x.shape[1], size, size], align_corners=False)
+    grid = F.affine_grid(to_device(theta, x.device), [n, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
