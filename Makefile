@@ -6,10 +6,13 @@ GLT := $(VENV)/bin/glt-bench
 STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO ?= demo-output
+RESULTS ?= results
+SEEDS ?= 0 1 2
+JOBS ?= 2
 # time STAGE COMMAND: run a command and print its wall time.
 timed = s=$$(date +%s%N); $(2); rc=$$?; echo "[demo] $(1): $$(( ($$(date +%s%N) - s) / 1000000 )) ms"; [ $$rc -eq 0 ]
 
-.PHONY: setup data demo test bench lint format clean
+.PHONY: setup data demo test bench results lint format clean
 
 setup: $(STAMP)
 
@@ -19,11 +22,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Fashion-MNIST from Debian's package when we may install it; glt-bench itself falls back to
-# torchvision's downloader (and says so clearly when there is no network).
+# torchvision's downloader (and says so clearly when there is no network). Chromium and its driver
+# for the report's browser test (which fails without them) come the same way.
 data:
-	@if [ ! -f $(FASHION) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	@missing=""; \
+	[ -f $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 demo:
@@ -40,6 +47,16 @@ test: setup data
 bench: setup data
 	$(PY) bench/score_throughput.py
 	$(PY) bench/cpu_throughput.py
+	PYTHONPATH=. $(PY) bench/train_throughput.py
+
+# The README's fashion-glt table: every line of docs/results-sweep.txt × SEEDS under all protocols,
+# JOBS single-threaded processes at a time (deterministic CPU numbers); finished runs are skipped.
+results: setup data
+	$(GLT) build-splits --benchmark fashion-glt --manifests $(RESULTS)/manifests
+	for seed in $(SEEDS); do grep -v '^#' docs/results-sweep.txt | sed "s/^/--seed $$seed /"; done | \
+		OMP_NUM_THREADS=1 xargs -P $(JOBS) -L 1 $(GLT) run --benchmark fashion-glt --protocol all \
+		--manifests $(RESULTS)/manifests --out $(RESULTS)/runs --resume
+	$(GLT) report --runs $(RESULTS)/runs --out $(RESULTS)/report --readme README.md
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -50,4 +67,4 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(DEMO) $(RESULTS) .pytest_cache .ruff_cache

@@ -219,10 +219,10 @@ def run_cmd(
 
 
 def _brief(metrics: dict) -> str:
-    """The leaderboard's columns of one metrics dict, in percent."""
-    from leaderboard.report import COLUMNS
+    """The leaderboard's headline columns of one metrics dict, in percent."""
+    from leaderboard.tables import COLUMNS
 
-    keys = [key for key, _ in COLUMNS]
+    keys = [key for key, _ in COLUMNS if not key.startswith(("prec_", "acc_att"))]
     return "  ".join(f"{k} {100 * metrics[k]:.2f}" if metrics.get(k) is not None else f"{k} –" for k in keys)
 
 
@@ -284,14 +284,33 @@ def submit_cmd(
 @main.command("report")
 @click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)
-def report_cmd(runs_dir, out) -> None:
-    """Render the HTML leaderboard from the run records."""
-    from leaderboard.report import write_report
+@click.option(
+    "--readme",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Also rewrite this file's `<!-- results:BENCHMARK -->` sections with the runs' summary tables.",
+)
+def report_cmd(runs_dir, out, readme) -> None:
+    """Render the HTML leaderboard and its Markdown, CSV and LaTeX tables from the records."""
+    from benchmark.atomic import write_text
+    from leaderboard.exports import README_START, replace_section, results_summary
+    from leaderboard.report import report_tables, write_report
     from leaderboard.store import load_records
 
     records = load_records(runs_dir)
+    text = None
+    if readme:  # checked before anything is written
+        text = readme.read_text(encoding="utf-8")
+        names = sorted({r["benchmark"] for r in records if README_START.format(r["benchmark"]) in text})
+        if not names:
+            raise UserError(f"{readme} has no `<!-- results:BENCHMARK -->` section for these records")
+        tables = report_tables(records)
+        for name in names:
+            text = replace_section(text, name, results_summary(tables, name))
     path = write_report(records, out)
     click.echo(f"leaderboard of {len(records)} records: {path.resolve()}")
+    if text is not None:
+        write_text(readme, text)
+        click.echo(f"results of {', '.join(names)} written into {readme}")
 
 
 if __name__ == "__main__":  # `python -m benchmark.cli`, as torchrun launches it

@@ -2,18 +2,25 @@
 
 Keys are stable: `acc`, `prec`, `f1`, `acc_<group>` / `prec_<group>` for many/medium/few,
 `acc_att<k>` / `prec_att<k>` per attribute, `acc_worst_att`, and `n` (samples). A group or
-attribute with no samples gives `None`.
+attribute with no samples gives `None`. `per_class_accuracy` and `bootstrap_ci95` add what the
+leaderboard shows beside them: per-class accuracy and percentile-bootstrap 95% intervals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from benchmark.manifest import GROUPS
 
 NUM_ATTRIBUTES = 3
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+# A class with this many test samples is in every bootstrap resample: it is missing from one with
+# chance (1 - n_c/N)^N ≤ e^-n_c ≤ e^-50, so its presence need not be drawn.
+ALWAYS_PRESENT = 50
 
 
 def _checked(labels, preds, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +45,7 @@ def _counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> tuple[np
 
 def _class_precision(tp: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """TP_c / P_c, and 0 where class c was never predicted."""
-    return np.divide(tp, predicted, out=np.zeros(len(tp)), where=predicted > 0)
+    return np.divide(tp, predicted, out=np.zeros(np.shape(tp)), where=predicted > 0)
 
 
 def accuracy(labels: np.ndarray, preds: np.ndarray) -> float | None:
@@ -98,6 +105,114 @@ def glt_metrics(
         observed = [value for value in per_attribute if value is not None]
         out["acc_worst_att"] = min(observed) if observed else None
     return out
+
+
+def per_class_accuracy(
+    labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray, num_classes: int
+) -> list[float | None]:
+    """Recall of each class id; `None` for a class absent from `labels`."""
+    tp, _, support = _counts(*_checked(labels, preds, num_classes), num_classes)
+    return [float(t / s) if s else None for t, s in zip(tp.tolist(), support.tolist(), strict=True)]
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The (label, prediction) cells a resample draws from, merged where the metrics cannot tell them apart.
+
+    Categories, in this order: the diagonal cells (class in `diagonal`); the off-diagonal cells of
+    always-present classes, merged by predicted class (`merged`); each off-diagonal cell of a rarer
+    class (`cell_label`, `cell_pred`), kept apart because it decides whether its class is present.
+    """
+
+    counts: np.ndarray
+    diagonal: np.ndarray
+    merged: np.ndarray
+    cell_label: np.ndarray
+    cell_pred: np.ndarray
+    always: np.ndarray  # per class: in every resample
+
+    @classmethod
+    def of(cls, labels: np.ndarray, preds: np.ndarray, num_classes: int) -> _Cells:
+        tp, _, support = _counts(labels, preds, num_classes)
+        rare = (support > 0) & (support < ALWAYS_PRESENT)
+        wrong = labels != preds
+        merged = np.bincount(preds[wrong & ~rare[labels]], minlength=num_classes)
+        rare_wrong = wrong & rare[labels]
+        cells, cell_counts = np.unique(
+            labels[rare_wrong] * num_classes + preds[rare_wrong], return_counts=True
+        )
+        diagonal, merged_classes = np.flatnonzero(tp), np.flatnonzero(merged)
+        counts = np.concatenate([tp[diagonal], merged[merged_classes], cell_counts])
+        return cls(counts, diagonal, merged_classes, cells // num_classes, cells % num_classes,
+                   support >= ALWAYS_PRESENT)  # fmt: skip
+
+
+def _sum_by(draws: np.ndarray, keys: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per resample, the draws summed over the categories sharing a key: (resamples, num_classes)."""
+    out = np.zeros((len(draws), num_classes), dtype=np.int64)
+    if len(keys):
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        out[:, sorted_keys[starts]] = np.add.reduceat(draws[:, order], starts, axis=1)
+    return out
+
+
+def bootstrap_statistics(
+    labels: Sequence[int] | np.ndarray,
+    preds: Sequence[int] | np.ndarray,
+    num_classes: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> np.ndarray:
+    """Accuracy, precision and F1 of `resamples` bootstrap resamples of the rows: (resamples, 3).
+
+    A resample of N rows with replacement is a multinomial draw of N over the cells of the
+    (label, prediction) confusion matrix, so it is drawn over cells, not rows; its correct count is
+    Binomial(N, acc). The metrics read per class TP_c, P_c and whether the class is present, so
+    cells are merged where that loses nothing (see `_Cells`).
+    """
+    labels, preds = _checked(labels, preds, num_classes)
+    if not len(labels):
+        raise ValueError("cannot bootstrap an empty set")
+    cells = _Cells.of(labels, preds, num_classes)
+    first_cell = len(cells.diagonal) + len(cells.merged)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 4_000_000 // max(len(cells.counts), num_classes))
+    out = np.empty((resamples, 3))
+    for start in range(0, resamples, chunk):
+        draws = rng.multinomial(len(labels), cells.counts / len(labels), size=min(chunk, resamples - start))
+        tp = np.zeros((len(draws), num_classes), dtype=np.int64)
+        tp[:, cells.diagonal] = draws[:, : len(cells.diagonal)]
+        rare_cells = draws[:, first_cell:]
+        predicted = tp.copy()
+        predicted[:, cells.merged] += draws[:, len(cells.diagonal) : first_cell]
+        predicted += _sum_by(rare_cells, cells.cell_pred, num_classes)
+        present = cells.always | (tp > 0) | (_sum_by(rare_cells, cells.cell_label, num_classes) > 0)
+        acc = tp.sum(axis=1) / len(labels)
+        prec = (_class_precision(tp, predicted) * present).sum(axis=1) / present.sum(axis=1)
+        rows = slice(start, start + len(draws))
+        out[rows, 0], out[rows, 1] = acc, prec
+        out[rows, 2] = [f1(a, p) for a, p in zip(acc.tolist(), prec.tolist(), strict=True)]
+    return out
+
+
+def bootstrap_ci95(
+    labels: Sequence[int] | np.ndarray,
+    preds: Sequence[int] | np.ndarray,
+    num_classes: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, list[float] | None]:
+    """Percentile-bootstrap 95% intervals `[lo, hi]` of acc, prec, F1; `None` without samples or resamples."""
+    keys = ("acc_ci95", "prec_ci95", "f1_ci95")
+    if not len(labels) or resamples < 1:
+        return dict.fromkeys(keys)
+    samples = bootstrap_statistics(labels, preds, num_classes, resamples=resamples, seed=seed)
+    bounds = np.percentile(samples, [2.5, 97.5], axis=0)
+    return {key: [float(lo), float(hi)] for key, lo, hi in zip(keys, *bounds, strict=True)}
 
 
 def balanced_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:

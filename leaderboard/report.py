@@ -1,76 +1,47 @@
-"""The leaderboard: tables computed from records (a pure function), rendered to one HTML page."""
+"""The leaderboard report: one self-contained HTML page plus Markdown, CSV and LaTeX exports.
+
+A pure function of the records and the paper's reported numbers (`leaderboard.reference`): no clock,
+no network. The page inlines its style, script and figures; a Content-Security-Policy allows only that
+exact style and script (by hash) and data: images, so the page loads nothing and runs nothing else.
+Jinja2 autoescapes every string from the records.
+"""
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
-from dataclasses import dataclass, field
+import base64
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from benchmark.atomic import write_text
+from benchmark.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from benchmark.protocols import PROTOCOLS
+from leaderboard.exports import to_csv, to_latex, to_markdown
+from leaderboard.plots import table_plots
+from leaderboard.reference import reference_records
+from leaderboard.tables import CI_KEYS, COLUMNS, Table, leaderboard_tables, pct
 
-COLUMNS = (
-    ("acc", "Accuracy"),
-    ("prec", "Precision"),
-    ("f1", "F1"),
-    ("acc_many", "Many acc"),
-    ("acc_medium", "Medium acc"),
-    ("acc_few", "Few acc"),
-    ("acc_worst_att", "Worst-attr acc"),
-)
+EXPORTS = {"leaderboard.md": to_markdown, "leaderboard.csv": to_csv, "leaderboard.tex": to_latex}
 
 
-@dataclass
-class Row:
-    method: str
-    kind: str
-    seeds: list[int]
-    cells: dict[str, tuple[float, float | None] | None]  # metric → (mean, std over seeds or None)
+def report_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """The leaderboard's tables: the records' rows with the paper's reported rows merged in."""
+    return leaderboard_tables([*records, *reference_records()])
 
 
-@dataclass
-class Table:
-    benchmark: str
-    protocol: str
-    rows: list[Row] = field(default_factory=list)
+def _policy(style: str, script: str) -> str:
+    """A Content-Security-Policy allowing data: images and exactly these inline style and script."""
 
+    def source(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode("ascii") + "'"
 
-def _mean_std(values: list[float | None]) -> tuple[float, float | None] | None:
-    """Mean and sample std of the values present; std is None for a single value."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
-
-
-def leaderboard_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """One table per benchmark × protocol; a row per method configuration, averaged over seeds."""
-    groups: dict[tuple[str, str], dict[tuple, list[tuple[int, dict]]]] = defaultdict(
-        lambda: defaultdict(list)
+    return (
+        f"default-src 'none'; img-src data:; style-src {source(style)}; script-src {source(script)}; "
+        "base-uri 'none'; form-action 'none'"
     )
-    for record in records:
-        config = (record["method"], record["kind"], repr(sorted(record.get("hparams", {}).items())),
-                  record.get("manifest_sha256"))  # fmt: skip
-        for result in record["results"]:
-            groups[(record["benchmark"], result["protocol"])][config].append(
-                (record["seed"], result["metrics"])
-            )
-    order = list(PROTOCOLS)
-    tables = []
-    for benchmark, protocol in sorted(
-        groups, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 99)
-    ):
-        table = Table(benchmark, protocol)
-        for (method, kind, _, _), runs in groups[(benchmark, protocol)].items():
-            cells = {key: _mean_std([m.get(key) for _, m in runs]) for key, _ in COLUMNS}
-            table.rows.append(Row(method, kind, sorted(seed for seed, _ in runs), cells))
-        table.rows.sort(key=lambda row: -(row.cells["acc"] or (-1.0, 0))[0])
-        tables.append(table)
-    return tables
 
 
 def render_html(tables: list[Table]) -> str:
@@ -79,10 +50,28 @@ def render_html(tables: list[Table]) -> str:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("leaderboard.html.j2").render(tables=tables, columns=COLUMNS, protocols=PROTOCOLS)
+    env.filters["pct"] = pct
+    style = env.get_template("style.css.j2").render()
+    script = env.get_template("sort.js.j2").render()
+    return env.get_template("leaderboard.html.j2").render(
+        sections=[(table, table_plots(table)) for table in tables],
+        own_rows=any(row.kind != "reported" for table in tables for row in table.rows),
+        columns=COLUMNS,
+        ci_keys=CI_KEYS,
+        protocols=PROTOCOLS,
+        resamples=BOOTSTRAP_RESAMPLES,
+        seed=BOOTSTRAP_SEED,
+        style=Markup(style),
+        script=Markup(script),
+        policy=Markup(_policy(style, script)),
+    )
 
 
-def write_report(records: list[dict[str, Any]], out: Path) -> Path:
-    target = Path(out) / "index.html"
-    write_text(target, render_html(leaderboard_tables(records)))
-    return target
+def write_report(records: list[dict[str, Any]], out: str | Path) -> Path:
+    """Write `index.html` and the exports into `out`, each atomically; returns the page's path."""
+    tables = report_tables(records)
+    out = Path(out)
+    write_text(out / "index.html", render_html(tables))
+    for name, export in EXPORTS.items():
+        write_text(out / name, export(tables))
+    return out / "index.html"

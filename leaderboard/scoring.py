@@ -1,20 +1,37 @@
-"""Scoring: validate a predictions file against a split's public listing, join the held-out labels."""
+"""Scoring: validate a predictions file against a split's public listing, join the held-out labels.
+
+Besides the GLT metrics, a score carries what the leaderboard shows with them: bootstrap 95%
+intervals of accuracy, precision and F1 (`*_ci95`, with the rule in `ci95`), per-class accuracy and
+the per-class training counts of the protocol's training split, so the report needs no manifest.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
-from benchmark.metrics import glt_metrics
+from benchmark.metrics import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    bootstrap_ci95,
+    glt_metrics,
+    per_class_accuracy,
+)
 from benchmark.protocols import get_protocol
 from leaderboard.predictions import align, read_predictions
 
 
-def score_predictions(path: str | Path, manifest: Manifest, protocol: str) -> dict[str, float | int | None]:
-    """GLT metrics of a predictions file under a protocol; UserError on any invalid input."""
+def score_predictions(
+    path: str | Path, manifest: Manifest, protocol: str, *, resamples: int = BOOTSTRAP_RESAMPLES
+) -> dict[str, Any]:
+    """GLT metrics of a predictions file under a protocol; UserError on any invalid input.
+
+    `resamples=0` leaves out the bootstrap intervals (their keys are then `None`).
+    """
     split = get_protocol(protocol).test_split
     predictions = read_predictions(path, manifest.num_classes)
     expected = {"benchmark": manifest.benchmark, "split": split, "manifest_sha256": manifest.content_hash}
@@ -28,6 +45,12 @@ def score_predictions(path: str | Path, manifest: Manifest, protocol: str) -> di
     listing = manifest.public_listing(split)["sample_id"]
     aligned = align(predictions, pa.array(listing, pa.string()), path)
     truth = manifest.test_labels(split).set_index("sample_id").reindex(listing)
-    return glt_metrics(
-        truth["label"].to_numpy(), aligned, manifest.class_groups, truth["attribute"].to_numpy()
+    labels = truth["label"].to_numpy()
+    metrics: dict[str, Any] = glt_metrics(
+        labels, aligned, manifest.class_groups, truth["attribute"].to_numpy()
     )
+    metrics.update(bootstrap_ci95(labels, aligned, manifest.num_classes, resamples=resamples))
+    metrics["ci95"] = {"method": "percentile bootstrap", "resamples": resamples, "seed": BOOTSTRAP_SEED}
+    metrics["acc_per_class"] = per_class_accuracy(labels, aligned, manifest.num_classes)
+    metrics["train_count_per_class"] = manifest.class_counts(get_protocol(protocol).train_split).tolist()
+    return metrics

@@ -81,7 +81,7 @@ def test_run_score_report(mini_copy: Path, tmp_path: Path):
     manifest = Manifest(mini_copy / MINI)
     assert glt_record["manifest_sha256"] == manifest.content_hash
     assert glt_record["compute"]["images_processed"] == 2 * manifest.metadata["splits"]["train_glt"]["rows"]
-    assert glt_record["selection_rule"] == "val_acc" and glt_record["selected"]["epoch"] in (1, 2)
+    assert glt_record["selection_rule"] == "val_acc" and glt_record["selected"][0]["epoch"] in (1, 2)
     assert {r["protocol"] for r in glt_record["results"]} == {"clt", "glt"}
     for key in ("versions", "git_sha"):
         assert glt_record["environment"][key]
@@ -115,6 +115,17 @@ def test_run_score_report(mini_copy: Path, tmp_path: Path):
     html = (tmp_path / "report" / "index.html").read_text()
     for heading in (f"{MINI} · CLT", f"{MINI} · GLT", f"{MINI} · ALT"):
         assert heading in html
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n<!-- results:{MINI} -->\nstale\n<!-- /results -->\nend\n")
+    written = invoke("report", "--runs", runs, "--out", tmp_path / "report", "--readme", readme)
+    assert written.exit_code == 0, written.output
+    text = readme.read_text()
+    assert "stale" not in text and "| ce | 0 |" in text and text.endswith("<!-- /results -->\nend\n")
+    readme.write_text("no section\n")
+    refused = invoke("report", "--runs", runs, "--out", tmp_path / "unwritten", "--readme", readme)
+    assert_clean_error(refused, "no `<!-- results:")
+    assert not (tmp_path / "unwritten").exists()
 
 
 def test_run_never_reads_test_labels(mini_copy: Path, tmp_path: Path):

@@ -1,0 +1,206 @@
+"""The report's figures (matplotlib), returned as SVG data URIs to embed in the page.
+
+Figures are drawn on `matplotlib.figure.Figure` directly (no pyplot, so no GUI backend and no global
+figure state) and saved as SVG with a fixed hash salt and no date: the same tables give byte-identical
+images. Text stays text (`svg.fonttype: none`, small files) with math parsing off, so a `$` in a name
+is just a character; an image is embedded as `<img src="data:…">`, where nothing in it can run.
+Margins are fixed in inches rather than computed by a layout engine, which would draw each figure
+several times.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from leaderboard.tables import Row, Table
+
+STYLE = {
+    "svg.hashsalt": "glt-bench",
+    "svg.fonttype": "none",
+    "text.parse_math": False,
+    "font.size": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+MARKERS = {"run": "o", "submission": "s", "reported": "^"}
+PER_CLASS_ROWS = 6  # series in the per-class plot: the best rows that have per-class data
+MAX_CLASS_POINTS = 100  # more classes than this are shown as mean accuracy per training-count bin
+COUNT_BINS = 20
+LABEL_CHARS = 32  # longer row labels are shortened in figures (the tables show them whole)
+
+
+@dataclass(frozen=True)
+class Plot:
+    title: str
+    uri: str
+
+
+def _legend_text(text: str) -> str:
+    """matplotlib leaves labels starting with `_` out of legends; a zero-width space keeps them."""
+    return "\u200b" + text if text.startswith("_") else text
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _figure(width: float, height: float, *, left: float = 0.6, bottom: float = 0.5) -> Figure:
+    """A figure of `width` × `height` inches with fixed margins (`left`, `bottom` in inches)."""
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=left / width, right=1 - 0.15 / width, bottom=bottom / height,
+                           top=1 - 0.3 / height, wspace=0.1)  # fmt: skip
+    return figure
+
+
+def _svg_uri(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": "glt-bench"})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _value(row: Row, key: str) -> float:
+    cell = row.cells[key]
+    return np.nan if cell is None else 100 * cell.mean
+
+
+def _count_bins(counts: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean class accuracy in log-spaced bins of training count (geometric-mean count per bin)."""
+    bins = np.digitize(counts, np.geomspace(counts.min(), counts.max() + 1, COUNT_BINS + 1)[1:-1])
+    x, y = [], []
+    for b in range(COUNT_BINS):
+        members = (bins == b) & ~np.isnan(accuracy)
+        if members.any():
+            x.append(np.exp(np.log(counts[members]).mean()))
+            y.append(accuracy[members].mean())
+    return np.array(x), np.array(y)
+
+
+def per_class_figure(table: Table) -> Figure | None:
+    """Per-class accuracy against the class's training count (log scale); binned for many classes."""
+    rows = [row for row in table.rows if row.per_class is not None][:PER_CLASS_ROWS]
+    if not rows:
+        return None
+    axes = (figure := _figure(6, 3.4)).add_subplot()
+    positive = bool((np.array(rows[0].per_class.train_counts) > 0).all())
+    binned = positive and len(rows[0].per_class.train_counts) > MAX_CLASS_POINTS
+    for row in rows:
+        counts = np.array(row.per_class.train_counts, dtype=float)
+        accuracy = np.array([np.nan if a is None else 100 * a for a in row.per_class.accuracy])
+        marker, label = MARKERS.get(row.kind, "o"), _legend_text(_short(row.label))
+        if binned:
+            axes.plot(*_count_bins(counts, accuracy), marker=marker, ms=3, label=label)
+        else:
+            axes.scatter(counts, accuracy, s=10, alpha=0.7, marker=marker, label=label)
+    if positive:
+        axes.set_xscale("log")
+        axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
+    ylabel = "class accuracy (%" + (f", mean in {COUNT_BINS} count bins)" if binned else ")")
+    axes.set(xlabel="training images of the class", ylabel=ylabel, ylim=(-3, 103))
+    axes.legend(fontsize=7, loc="upper left")
+    return figure
+
+
+def precision_accuracy_figure(table: Table) -> Figure | None:
+    """Precision against accuracy, one point per row, bootstrap 95% intervals as error bars."""
+    rows = [row for row in table.rows if row.cells["acc"] and row.cells["prec"]]
+    if not rows:
+        return None
+    axes = (figure := _figure(6, 3.6)).add_subplot()
+    for kind, marker in MARKERS.items():
+        chosen = [row for row in rows if row.kind == kind]
+        if not chosen:
+            continue
+        x = np.array([_value(row, "acc") for row in chosen])
+        y = np.array([_value(row, "prec") for row in chosen])
+        errors = [_error_bars(chosen, key, centre) for key, centre in (("acc", x), ("prec", y))]
+        colour = "0.6" if kind == "reported" else None
+        axes.errorbar(x, y, xerr=errors[0], yerr=errors[1], fmt=marker, color=colour, ms=5,
+                      elinewidth=0.8, capsize=2, label=kind)  # fmt: skip
+        if kind != "reported":
+            for row, xi, yi in zip(chosen, x, y, strict=True):
+                axes.annotate(_short(row.label), (xi, yi), xytext=(4, 3), textcoords="offset points")
+    axes.set(xlabel="accuracy (%)", ylabel="precision (%)")
+    axes.legend(fontsize=7, loc="best")
+    return figure
+
+
+def _error_bars(rows: list[Row], key: str, centre: np.ndarray) -> np.ndarray:
+    """2×n distances from the mean to the interval's ends (0 where a row has no interval)."""
+    bounds = np.array([[100 * b for b in row.cells[key].ci95] if row.cells[key].ci95 else [np.nan] * 2
+                       for row in rows])  # fmt: skip
+    below, above = centre - bounds[:, 0], bounds[:, 1] - centre
+    return np.nan_to_num(np.clip(np.vstack([below, above]), 0, None))
+
+
+def _grouped_bars(table: Table, panels: list[tuple[str, list[tuple[str, str]]]]) -> Figure | None:
+    """Horizontal grouped bars: a panel per metric family, a group per row, a bar per key.
+
+    Each series is one PolyCollection of rectangles (one artist, not one patch per bar).
+    """
+    keys = [key for _, series in panels for key, _ in series]
+    rows = [row for row in table.rows if any(row.cells[key] for key in keys)]
+    if not rows:
+        return None
+    labels = [_short(row.label) for row in rows]
+    left = 0.3 + 0.06 * max(len(label) for label in labels)
+    figure = _figure(left + 3.2 * len(panels), 1.3 + 0.3 * len(rows), left=left, bottom=0.9)
+    height = 0.8 / max(len(series) for _, series in panels)
+    for index, (title, series) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        for offset, (key, label) in enumerate(series):
+            tops = np.arange(len(rows)) - 0.4 + height * offset
+            values = np.nan_to_num([_value(row, key) for row in rows])
+            boxes = [[(0, y), (v, y), (v, y + height), (0, y + height)]
+                     for y, v in zip(tops, values, strict=True)]  # fmt: skip
+            axes.add_collection(PolyCollection(boxes, facecolors=f"C{offset}", label=label))
+        axes.set_yticks(np.arange(len(rows)), labels if index == 0 else [""] * len(rows))
+        axes.set(title=title, xlim=(0, 100), ylim=(len(rows) - 0.5, -0.5), xlabel="%")
+        axes.grid(axis="y", visible=False)
+    figure.legend(*axes.get_legend_handles_labels(), loc="lower center", ncols=len(series), frameon=False)
+    return figure
+
+
+def group_figure(table: Table) -> Figure | None:
+    """Many / medium / few accuracy and precision per row."""
+    groups = ("many", "medium", "few")
+    return _grouped_bars(
+        table,
+        [(f"{name} by frequency group", [(f"{prefix}_{group}", group) for group in groups])
+         for prefix, name in (("acc", "accuracy"), ("prec", "precision"))],
+    )  # fmt: skip
+
+
+def attribute_figure(table: Table) -> Figure | None:
+    """Accuracy per attribute per row."""
+    return _grouped_bars(table, [("accuracy by attribute", [(f"acc_att{k}", f"att{k}") for k in range(3)])])
+
+
+FIGURES = (
+    ("Per-class accuracy against training frequency", per_class_figure),
+    ("Precision against accuracy", precision_accuracy_figure),
+    ("Many / medium / few", group_figure),
+    ("Attribute-wise accuracy", attribute_figure),
+)
+
+
+def table_plots(table: Table) -> list[Plot]:
+    """The figures that this table has data for, as embeddable SVG data URIs."""
+    plots = []
+    with mpl.rc_context(STYLE):
+        for title, draw in FIGURES:
+            figure = draw(table)
+            if figure is not None:
+                plots.append(Plot(title, _svg_uri(figure)))
+    return plots
