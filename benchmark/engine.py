@@ -88,9 +88,10 @@ def _world() -> tuple[int, int]:
 
 @torch.inference_mode()
 def _forward_all(
-    model: nn.Module, data: ImageSet, pipeline: Pipeline, fn, indices=None, precision: str = "auto"
+    model: nn.Module, data: ImageSet, pipeline: Pipeline, fn, indices=None, precision: str = "auto", view=None
 ) -> torch.Tensor:
-    """fn(model, x) over the images (or those at `indices`) in eval mode, in order, as CPU floats."""
+    """fn(model, x) over the images (or those at `indices`) in eval mode, in order, as CPU floats;
+    `view` turns a uint8 batch into the network's input (default: the pipeline's eval view)."""
     was_training = model.training
     model.eval()
     chosen = np.arange(len(data.images)) if indices is None else np.asarray(indices)
@@ -98,7 +99,7 @@ def _forward_all(
     for start in range(0, len(chosen), EVAL_BATCH):
         batch = torch.from_numpy(chosen[start : start + EVAL_BATCH])
         with _autocast(pipeline.device, resolve_precision(precision, pipeline.device)):
-            chunks.append(fn(model, pipeline.eval(data.images[batch])).float().cpu())
+            chunks.append(fn(model, (view or pipeline.eval)(data.images[batch])).float().cpu())
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 
@@ -150,25 +151,16 @@ class Session:
             model, self._split(split), self.pipeline, lambda m, x: m(x), indices, self.precision
         )
 
-    @torch.inference_mode()
     def features(self, model: nn.Module, split: str, indices=None, augment: bool = False) -> torch.Tensor:
         """Penultimate features in eval mode; with `augment`, of train-time augmented views."""
-        if not augment:
-            return _forward_all(
-                model, self._split(split), self.pipeline, lambda m, x: m.features(x), indices, self.precision
-            )
-        data = self._split(split)
-        chosen = np.arange(len(data.images)) if indices is None else np.asarray(indices)
-        was_training = model.training
-        model.eval()
-        chunks = []
-        for start in range(0, len(chosen), EVAL_BATCH):
-            batch = torch.from_numpy(chosen[start : start + EVAL_BATCH])
-            images = self.method.transform(data.images[batch], self.generator)
-            with _autocast(self.device, resolve_precision(self.precision, self.device)):
-                chunks.append(model.features(self.pipeline.train(images, self.generator)).float().cpu())
-        model.train(was_training)
-        return torch.cat(chunks)
+
+        def augmented(images: torch.Tensor) -> torch.Tensor:
+            return self.pipeline.train(self.method.transform(images, self.generator), self.generator)
+
+        return _forward_all(
+            model, self._split(split), self.pipeline, lambda m, x: m.features(x), indices, self.precision,
+            view=augmented if augment else None,
+        )  # fmt: skip
 
 
 def _autocast(device: torch.device, precision: str):
@@ -198,7 +190,7 @@ def _optimizer(method: Method, model: nn.Module, stage: Stage) -> torch.optim.Op
 
 
 def _set_frozen(model: nn.Module, frozen: bool) -> None:
-    """Freeze the backbone's parameters and keep it in eval mode (GLT-SPEC §7g), or undo it."""
+    """Freeze the backbone's parameters (GLT-SPEC §7g; `_train_mode` keeps it in eval mode), or undo it."""
     for p in model.backbone.parameters():
         p.requires_grad_(not frozen)
 

@@ -143,3 +143,25 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, stop_after
     assert resumed.selected == whole.selected and resumed.images_processed == whole.images_processed
     for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_session_features_of_plain_and_augmented_views():
+    train_set, val_set = toy_sets()
+    method = METHODS.get("ce")({}, np.array([24, 24]))
+    torch.manual_seed(0)
+    model = method.build_model(BACKBONES.get("small-cnn")(1), 2)
+    pipeline = Pipeline(RECIPE, (0.5,), (0.25,), torch.device("cpu"))
+
+    def session(seed: int) -> engine.Session:
+        return engine.Session(
+            method, train_set, val_set, pipeline, RECIPE, torch.Generator().manual_seed(seed)
+        )
+
+    plain = session(0).features(model, "train", indices=[0, 5, 7])
+    assert plain.shape == (3, 64) and torch.equal(
+        plain, session(1).features(model, "train", indices=[0, 5, 7])
+    )
+    augmented = session(0).features(model, "train", augment=True)
+    assert augmented.shape == (48, 64) and not torch.equal(augmented[[0, 5, 7]], plain)
+    assert torch.equal(augmented, session(0).features(model, "train", augment=True))  # seeded
+    assert model.training  # the mode is restored
