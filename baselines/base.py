@@ -36,7 +36,9 @@ class Stage:
     """One optimisation stage: its length and optimiser settings.
 
     `schedule` is "cosine" (annealed to 0, stepped per epoch), "multistep" (lr × gamma at each of
-    `milestones`, 0-based epochs within the stage) or "constant". A stage with `freeze_backbone`
+    `milestones`, 0-based epochs within the stage), "constant", or "warmup-cosine" (stepped every
+    iteration: linear warm-up over `warmup_epochs`, then cosine to 0). `optimizer` is "sgd" (with
+    `momentum`, no Nesterov) or "adamw" (with `betas`). A stage with `freeze_backbone`
     trains with the backbone's parameters frozen and the backbone in eval mode (GLT-SPEC §7g).
     `pretrained` marks a stage that `glt-bench run --from RUN` may replace by a finished run's weights.
     """
@@ -51,6 +53,9 @@ class Stage:
     gamma: float = 0.1
     freeze_backbone: bool = False
     pretrained: bool = False
+    optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: int = 0
 
 
 def milestone(fraction: float, epochs: int) -> int:

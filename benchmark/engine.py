@@ -122,6 +122,8 @@ class Session:
     recipe: Recipe
     generator: torch.Generator  # for augmented views in hooks (never used while batches are in flight)
     precision: str = "auto"
+    benchmark: str = ""  # the benchmark's name and the training split (e.g. for per-benchmark knobs)
+    train_split: str = ""
 
     @property
     def device(self) -> torch.device:
@@ -168,9 +170,15 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def _lr_factor(stage: Stage, epoch: int) -> float:
+def _lr_factor(stage: Stage, epoch: float) -> float:
+    """The lr multiplier at `epoch` (fractional within an epoch for "warmup-cosine")."""
     if stage.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * epoch / stage.epochs))
+    if stage.schedule == "warmup-cosine":
+        warmup = min(stage.warmup_epochs, stage.epochs)
+        if epoch < warmup:
+            return epoch / warmup
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(stage.epochs - warmup, 1e-12)))
     if stage.schedule == "multistep":
         return stage.gamma ** sum(epoch >= m for m in stage.milestones)
     if stage.schedule == "constant":
@@ -186,7 +194,17 @@ def _optimizer(method: Method, model: nn.Module, stage: Stage) -> torch.optim.Op
         group.setdefault("weight_decay", stage.weight_decay)
         group.setdefault("scheduled", True)
         group["initial_lr"] = group["lr"]
-    return torch.optim.SGD(groups, lr=stage.lr)
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=stage.lr)
+    if stage.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=stage.lr, betas=stage.betas)
+    raise ValueError(f"unknown optimizer {stage.optimizer!r}")
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, stage: Stage, epoch: float) -> None:
+    for group in optimizer.param_groups:
+        if group["scheduled"]:
+            group["lr"] = group["initial_lr"] * _lr_factor(stage, epoch)
 
 
 def _set_frozen(model: nn.Module, frozen: bool) -> None:
@@ -285,6 +303,8 @@ def train(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     start_weights: dict[str, torch.Tensor] | None = None,
+    benchmark: str = "",
+    train_split: str = "",
 ) -> TrainOutcome:
     """Run every stage of the method; in each, keep the weights the selection rule prefers on Val.
 
@@ -306,7 +326,9 @@ def train(
         for s in np.random.SeedSequence([seed, 2]).spawn(3)
     )
     generators = [generator, transform_generator, hook_generator]
-    session = Session(method, train_set, val_set, pipeline, recipe, hook_generator, precision)
+    session = Session(
+        method, train_set, val_set, pipeline, recipe, hook_generator, precision, benchmark, train_split
+    )
     outcome = TrainOutcome(model, selection_rule, precision=precision, compiled=compile, world_size=world)
     stages = method.stages(recipe)
     checkpoints = _Checkpoints(checkpoint_dir)
@@ -357,10 +379,9 @@ def train(
             total=stage.epochs,
             disable=rank != 0,
         )
+        per_step = stage.schedule == "warmup-cosine"
         for epoch in progress:
-            for group in optimizer.param_groups:
-                if group["scheduled"]:
-                    group["lr"] = group["initial_lr"] * _lr_factor(stage, epoch)
+            _set_lr(optimizer, stage, epoch)
             context = StepContext(stage=stage, epoch=epoch, generator=generator)
             _train_mode(model, stage)
             method.begin_epoch(model, context, session)
@@ -369,7 +390,10 @@ def train(
             epoch_started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             batches = _batches(order, batch_size, train_set, method, transform_generator, on_cuda)
-            for indices, images in batches:
+            steps = math.ceil(len(order) / batch_size)
+            for step, (indices, images) in enumerate(batches):
+                if per_step:
+                    _set_lr(optimizer, stage, epoch + step / steps)
                 global_size = len(indices)
                 if world > 1:  # this rank's share of the global batch
                     mine = np.array_split(np.arange(len(indices)), world)[rank]

@@ -214,6 +214,7 @@ def _train_and_answer(
             method, model, train_set, val_set, recipe, pipeline,
             seed=seed, selection_rule=config["selection_rule"], precision=compute.precision,
             compile=compute.compile, checkpoint_dir=run_dir, resume=resume, start_weights=start_weights,
+            benchmark=manifest.benchmark, train_split=config["train_split"],
         )  # fmt: skip
     except RuntimeError as error:
         if start_weights is not None and "state_dict" in str(error):

@@ -78,6 +78,37 @@ def test_multistep_schedule_multiplies_at_each_milestone():
     assert factors[:8] == [1.0] * 8 and np.isclose(factors[8], 0.01) and np.isclose(factors[9], 1e-4)
 
 
+def test_warmup_cosine_schedule_rises_linearly_then_anneals_per_step():
+    stage = Stage("main", 10, 0.1, 0.9, 0.05, "warmup-cosine", warmup_epochs=2)
+    assert engine._lr_factor(stage, 0) == 0.0
+    assert np.isclose(engine._lr_factor(stage, 0.5), 0.25) and np.isclose(engine._lr_factor(stage, 1.5), 0.75)
+    assert engine._lr_factor(stage, 2) == 1.0
+    assert np.isclose(engine._lr_factor(stage, 6), 0.5) and np.isclose(engine._lr_factor(stage, 10), 0.0)
+
+
+class AdamWarmup(Method):
+    name = "adam-warmup"
+    summary = "test double"
+
+    def stages(self, recipe):
+        return [self.base_stage(recipe, optimizer="adamw", betas=(0.9, 0.95), schedule="warmup-cosine",
+                                warmup_epochs=1, lr=1e-3)]  # fmt: skip
+
+
+def test_adamw_stage_builds_adamw_and_sets_the_lr_every_step(monkeypatch):
+    seen = []
+    original = engine._set_lr
+    monkeypatch.setattr(engine, "_set_lr", lambda opt, stage, e: (seen.append(e), original(opt, stage, e)))
+    train_set, val_set = toy_sets()
+    method = AdamWarmup({}, np.array([24, 24]))
+    model = method.build_model(BACKBONES.get("small-cnn")(1), 2)
+    pipeline = Pipeline(RECIPE, (0.5,), (0.25,), torch.device("cpu"))
+    engine.train(method, model, train_set, val_set, RECIPE, pipeline, seed=0)
+    steps = -(-len(train_set.labels) // RECIPE.batch_size)
+    assert seen[: steps + 1] == [0] + [k / steps for k in range(steps)]
+    assert isinstance(engine._optimizer(method, model, method.stages(RECIPE)[0]), torch.optim.AdamW)
+
+
 class TwoStage(Method):
     """Stage 1 trains everything; stage 2 retrains the head on a frozen backbone."""
 
