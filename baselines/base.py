@@ -29,6 +29,7 @@ from benchmark.registry import Registry
 
 if TYPE_CHECKING:
     from benchmark.engine import Session
+    from benchmark.transforms import Pipeline
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Method:
     name: ClassVar[str]
     summary: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]] = {}
+    batch_unit: ClassVar[int] = 1  # consecutive samples of a batch that belong together (data parallel)
 
     def __init__(self, hparams: Mapping[str, Any], class_counts: np.ndarray) -> None:
         unknown = set(hparams) - set(self.defaults)
@@ -149,6 +151,15 @@ class Method:
         return model
 
     # --- prediction and bookkeeping -------------------------------------------------------
+    def adapt(
+        self, model: nn.Module, images: torch.Tensor, pipeline: Pipeline, generator: torch.Generator
+    ) -> dict[str, Any]:
+        """Before a test split is predicted: adapt to its unlabelled uint8 `images` (transductive,
+        e.g. TADE's test-time aggregation), using `pipeline.train(images, generator)` for augmented
+        views and `pipeline.eval(images)` for the plain one. Returns what the record should show for
+        that split; a non-empty return marks the run transductive. Default: nothing."""
+        return {}
+
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Logits to take the argmax of at prediction time."""
         return model(images)

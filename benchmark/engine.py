@@ -395,8 +395,8 @@ def train(
                 if per_step:
                     _set_lr(optimizer, stage, epoch + step / steps)
                 global_size = len(indices)
-                if world > 1:  # this rank's share of the global batch
-                    mine = np.array_split(np.arange(len(indices)), world)[rank]
+                if world > 1:  # this rank's share of the global batch, in whole units
+                    mine = _share(len(indices), method.batch_unit, rank, world)
                     indices, images = indices[mine], images[mine]
                 x = pipeline.train(images, generator)
                 y = to_device(train_set.labels[indices], device)
@@ -469,6 +469,13 @@ def train(
     else:
         outcome.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return outcome
+
+
+def _share(size: int, unit: int, rank: int, world: int) -> np.ndarray:
+    """Positions of `rank`'s contiguous share of a batch of `size`, never splitting a unit of `unit`
+    consecutive samples (e.g. BBN's pairs)."""
+    units = np.array_split(np.arange(size // unit), world)[rank]
+    return (units[:, None] * unit + np.arange(unit)).reshape(-1)
 
 
 def _average_gradients(model: nn.Module) -> None:

@@ -21,6 +21,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
+        self.in_channels = in_channels
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [
@@ -38,6 +39,10 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def fresh(self) -> nn.Module:
+        """A newly initialised backbone of the same kind."""
+        return SmallCNN(self.in_channels)
 
     def split(self, point: str) -> tuple[nn.Module, Callable[[float], nn.Module]]:
         """Both split points fall before the third block: the trunk is the first two blocks."""
@@ -75,9 +80,14 @@ class TorchvisionBackbone(nn.Module):
         net.fc = nn.Identity()
         self.net = net
         self.arch = arch
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def fresh(self) -> nn.Module:
+        """A newly initialised backbone of the same kind."""
+        return TorchvisionBackbone(self.arch, self.in_channels)
 
     def split(self, point: str) -> tuple[nn.Module, Callable[[float], nn.Module]]:
         """`last-block`: the trunk is everything but layer4's last residual block (BBN);

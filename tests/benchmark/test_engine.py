@@ -196,3 +196,10 @@ def test_session_features_of_plain_and_augmented_views():
     assert augmented.shape == (48, 64) and not torch.equal(augmented[[0, 5, 7]], plain)
     assert torch.equal(augmented, session(0).features(model, "train", augment=True))  # seeded
     assert model.training  # the mode is restored
+
+
+def test_data_parallel_shares_keep_units_whole_and_cover_the_batch():
+    for size, unit, world in [(10, 2, 2), (14, 2, 4), (9, 1, 2), (6, 3, 2)]:
+        shares = [engine._share(size, unit, rank, world) for rank in range(world)]
+        assert np.array_equal(np.concatenate(shares), np.arange(size))
+        assert all(len(s) % unit == 0 and (len(s) == 0 or s[0] % unit == 0) for s in shares)

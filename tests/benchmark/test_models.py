@@ -44,3 +44,13 @@ def test_resnext_last_block_trunk_drops_only_the_last_block():
 def test_unknown_split_point_is_refused():
     with pytest.raises(ValueError, match="unknown split point"):
         split_backbone(BACKBONES.get("small-cnn")(1), "layer9")
+
+
+@pytest.mark.parametrize("arch", ["small-cnn", "resnet18"])
+def test_fresh_backbone_has_the_same_shape_and_new_weights(arch):
+    backbone = BACKBONES.get(arch)(1)
+    other = backbone.fresh()
+    assert type(other) is type(backbone) and other.feature_dim == backbone.feature_dim
+    mine, theirs = backbone.state_dict(), other.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert any(v.is_floating_point() and not torch.equal(v, theirs[k]) for k, v in mine.items())
