@@ -3,8 +3,10 @@
 from baselines import (
     balanced_softmax,  # noqa: F401  (registration)
     bbn,  # noqa: F401  (registration)
+    bns_ipdpp,  # noqa: F401  (registration)
     ce,  # noqa: F401  (registration)
     decoupling,  # noqa: F401  (registration)
+    dro_lt,  # noqa: F401  (registration)
     focal,  # noqa: F401  (registration)
     ifl,  # noqa: F401  (registration)
     ldam,  # noqa: F401  (registration)

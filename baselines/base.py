@@ -80,7 +80,6 @@ class Method:
     name: ClassVar[str]
     summary: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]] = {}
-    batch_unit: ClassVar[int] = 1  # consecutive samples of a batch that belong together (data parallel)
 
     def __init__(self, hparams: Mapping[str, Any], class_counts: np.ndarray) -> None:
         unknown = set(hparams) - set(self.defaults)
@@ -105,6 +104,11 @@ class Method:
     def batch_size(self, recipe: Recipe, stage: Stage) -> int:
         """Images per optimiser step (a method drawing two batches per step returns twice the size)."""
         return recipe.batch_size
+
+    def batch_unit(self, stage: Stage) -> int:
+        """Consecutive samples of a batch that belong together (e.g. BBN's pairs): data-parallel
+        shares never split them."""
+        return 1
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
         """Backbone + linear classifier without bias (the original's head)."""

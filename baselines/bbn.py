@@ -106,11 +106,13 @@ class BBN(Method):
         "milestone_2": 0.8,
         "lr_gamma": 0.1,
     }
-    batch_unit = 2  # a uniform and a reversed draw; data-parallel shares keep them together
 
     def __init__(self, hparams: dict[str, Any], class_counts: np.ndarray) -> None:
         super().__init__(hparams, class_counts)
         self.num_train = int(self.class_counts.sum())
+
+    def batch_unit(self, stage: Stage) -> int:
+        return 2  # a uniform and a reversed draw
         self._epochs: int | None = None
 
     # --- schedule and network -------------------------------------------------------------

@@ -396,7 +396,7 @@ def train(
                     _set_lr(optimizer, stage, epoch + step / steps)
                 global_size = len(indices)
                 if world > 1:  # this rank's share of the global batch, in whole units
-                    mine = _share(len(indices), method.batch_unit, rank, world)
+                    mine = _share(len(indices), method.batch_unit(stage), rank, world)
                     indices, images = indices[mine], images[mine]
                 x = pipeline.train(images, generator)
                 y = to_device(train_set.labels[indices], device)

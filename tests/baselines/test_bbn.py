@@ -169,3 +169,8 @@ def test_report_shows_alpha_endpoints_and_sampler_class_probabilities():
     assert report["alpha_first_last"] == pytest.approx([1.0, 0.36])
     assert report["uniform_class_prob"] == pytest.approx([4 / 7, 1 / 7])
     assert report["reversed_class_prob"] == pytest.approx([1 / 7, 4 / 7])
+
+
+def test_pairs_are_one_batch_unit_so_data_parallel_shares_keep_them():
+    method = _bbn()
+    assert method.batch_unit(method.stages(RECIPE)[0]) == 2
