@@ -14,5 +14,7 @@ from baselines import (
     logit_adjustment,  # noqa: F401  (registration)
     mixup,  # noqa: F401  (registration)
     randaug,  # noqa: F401  (registration)
+    ride,  # noqa: F401  (registration)
+    tade,  # noqa: F401  (registration)
     tde,  # noqa: F401  (registration)
 )

@@ -29,6 +29,15 @@ two-environment centre-loss training (`center_dual`).
   statistics recorded for y as the original did; RandAug + IFL = `randaug=true`: the `randaug`
   method's RandAugment transform (§8), policy `randaug_policy`. cRT/LWS + IFL are `crt`/`lws` with
   `stage1=ifl` (baselines/decoupling.py).
+- Expert combinations (§14), option `experts`: the network is the 3-expert network of RIDE/TADE
+  (baselines/experts.py) with centres on the concatenated expert features (3·d; 4608-d on ResNeXt-50),
+  L_cls is that method's own loss (with its default hyperparameters) in place of `loss`, and the
+  statistics take the softmax of the mean expert logits z̄ (also the prediction). Environments,
+  centres, their optimiser and α are IFL's. RIDE + IFL (`center_ride`) = `experts=ride`: the RIDE
+  loss (§10) and the cosine centre loss mean_i (1 − cos(f_i, c_{y_i})), under RIDE's schedule
+  (weight decay 2e-4, lr × 0.1 at ⌊0.6E⌋ and ⌊0.8E⌋). TADE + IFL (`center_tade`) = `experts=tade`:
+  the TADE loss (§11) and the squared-distance centre loss, base schedule, prediction z̄. `loss`,
+  `mixup` and `triplet` keep their defaults with `experts` (the expert loss replaces them).
 """
 
 from __future__ import annotations
@@ -45,7 +54,9 @@ from torch import nn
 from baselines.base import METHODS, Method, Stage, StepContext, milestone
 from baselines.mixup import mix_batch
 from baselines.randaug import RandAugment
+from baselines.ride import RIDE
 from baselines.samplers import distribution
+from baselines.tade import TADE
 from benchmark.errors import UserError
 from benchmark.models import Network
 from benchmark.recipes import Recipe
@@ -55,6 +66,7 @@ if TYPE_CHECKING:
 
 LOSSES = ("bs", "ce", "la-posthoc")
 ENV_TYPES = ("intra", "simple_aug")
+EXPERTS: dict[str, type[Method] | None] = {"none": None, "ride": RIDE, "tade": TADE}
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -123,15 +135,26 @@ class InvariantFeatureLearning(Method):
         "mixup_alpha": 1.0,
         "randaug": False,
         "randaug_policy": "original",  # original | torchvision (§8)
+        "experts": "none",  # none | ride | tade (RIDE + IFL, TADE + IFL)
     }
 
     def __init__(self, hparams: dict[str, Any], class_counts: np.ndarray) -> None:
         super().__init__(hparams, class_counts)
-        for key, allowed in (("loss", LOSSES), ("env_type", ENV_TYPES)):
+        for key, allowed in (("loss", LOSSES), ("env_type", ENV_TYPES), ("experts", tuple(EXPERTS))):
             if self.hparams[key] not in allowed:
                 raise UserError(f"ifl: {key} must be one of {', '.join(allowed)}, got {self.hparams[key]!r}")
         if self.hparams["mixup"] and not self.hparams["mixup_alpha"] > 0:
             raise UserError(f"ifl: mixup_alpha must be > 0, got {self.hparams['mixup_alpha']}")
+        expert_method = EXPERTS[self.hparams["experts"]]
+        if expert_method is not None and (
+            self.hparams["loss"] != "bs" or self.hparams["mixup"] or self.hparams["triplet"]
+        ):
+            raise UserError(
+                f"ifl: experts={self.hparams['experts']} brings its own classification and centre losses; "
+                "leave loss, mixup and triplet at their defaults"
+            )
+        # RIDE + IFL, TADE + IFL: that method's network, loss and schedule (its default hyperparameters).
+        self.experts = None if expert_method is None else expert_method({}, class_counts)
         self.num_train = int(self.class_counts.sum())
         self.env_weights = np.ones((2, self.num_train))
         self.gammas = np.full(len(self.class_counts), np.nan)
@@ -156,13 +179,22 @@ class InvariantFeatureLearning(Method):
         return sorted({milestone(self.hparams[f"milestone_{key}"], epochs) for key in ("1", "2")})
 
     # --- schedule and network -------------------------------------------------------------
+    def stages(self, recipe: Recipe) -> list[Stage]:
+        return super().stages(recipe) if self.experts is None else self.experts.stages(recipe)
+
     def batch_size(self, recipe: Recipe, stage: Stage) -> int:
         if recipe.batch_size < 2:
             raise UserError("ifl: the recipe's batch size must be at least 2 (half from each environment)")
         return 2 * (recipe.batch_size // 2)
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
-        return CentredNetwork(backbone, nn.Linear(backbone.feature_dim, num_classes, bias=False), num_classes)
+        if self.experts is None:
+            head = nn.Linear(backbone.feature_dim, num_classes, bias=False)
+            return CentredNetwork(backbone, head, num_classes)
+        model = self.experts.build_model(backbone, num_classes)
+        # Centres on the concatenated expert features, init N(0, 1) (registered as a parameter).
+        model.centres = nn.Parameter(torch.randn(num_classes, model.backbone.feature_dim))
+        return model
 
     def begin_stage(self, model: nn.Module, stage: Stage) -> nn.Module:
         self._epochs = stage.epochs
@@ -207,10 +239,19 @@ class InvariantFeatureLearning(Method):
         else:
             targets = ((labels, 1.0),)
         features = model.features(images)
-        logits = model.head(features)
+        if self.experts is None:
+            logits = model.head(features)
+            z = (
+                logits.float() + self.log_prior(logits.device)
+                if self.hparams["loss"] == "bs"
+                else logits.float()
+            )
+            total = sum(weight * F.cross_entropy(z, y) for y, weight in targets)
+        else:
+            expert_logits = model.expert_logits(features)
+            logits = expert_logits.mean(0)
+            total = self.experts.classification_loss(expert_logits, labels, context)
         self._record(logits, labels, context.indices)
-        z = logits.float() + self.log_prior(logits.device) if self.hparams["loss"] == "bs" else logits.float()
-        total = sum(weight * F.cross_entropy(z, y) for y, weight in targets)
         alpha = self.center_weight(context.epoch, context.stage.epochs)
         if alpha == 0:
             return total
@@ -222,9 +263,11 @@ class InvariantFeatureLearning(Method):
     def center_loss(
         self, features: torch.Tensor, logits: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
-        """mean clamp(‖f − c_y‖², 1e-12, 1e12), or the triplet form with c_ŷ of the most confident
-        wrong class ŷ as the negative."""
+        """mean clamp(‖f − c_y‖², 1e-12, 1e12), the triplet form with c_ŷ of the most confident
+        wrong class ŷ as the negative, or with `experts=ride` mean (1 − cos(f, c_y))."""
         features = features.float()
+        if self.hparams["experts"] == "ride":
+            return (1.0 - F.cosine_similarity(features, centres[labels], dim=1)).mean()
         if self.hparams["triplet"]:
             wrong = logits.detach().float().scatter(1, labels[:, None], -math.inf).argmax(1)
             return F.triplet_margin_loss(
@@ -298,6 +341,8 @@ class InvariantFeatureLearning(Method):
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"env_gamma": [None if np.isnan(g) else float(g) for g in self.gammas]}
+        if self.experts is not None:
+            out.update(self.experts.report())
         if self._epochs is not None:
             out["center_milestones"] = [0] + [
                 milestone(self.hparams[f"milestone_{key}"], self._epochs) for key in ("1", "2")

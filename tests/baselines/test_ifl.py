@@ -18,6 +18,7 @@ from baselines.mixup import mix_batch
 from baselines.randaug import RandAugment
 from baselines.samplers import distribution
 from benchmark.errors import UserError
+from benchmark.models import BACKBONES
 from benchmark.recipes import RECIPES
 
 RECIPE = dataclasses.replace(RECIPES.get("fashion"), epochs=5)
@@ -246,3 +247,63 @@ def test_state_round_trip_continues_identically_and_report():
     report = method.report()
     assert report["center_milestones"] == [0, 3, 4] and report["center_weights"] == [0.0, 0.001, 0.005]
     assert report["env_update_epochs"] == [3, 4] and all(1 <= g <= 10 for g in report["env_gamma"])
+
+
+def _expert_ifl(experts: str):
+    method = _ifl(np.array([2, 1, 1]), experts=experts)
+    torch.manual_seed(0)
+    return method, method.build_model(BACKBONES.get("small-cnn")(1), 3)
+
+
+def test_expert_combinations_take_the_expert_network_schedule_and_centres_on_concatenated_features():
+    ride, model = _expert_ifl("ride")
+    (stage,) = ride.stages(RECIPE)
+    assert (stage.schedule, stage.milestones, stage.gamma, stage.weight_decay) == (
+        "multistep",
+        (3, 4),
+        0.1,
+        2e-4,
+    )
+    assert model.centres.shape == (3, 3 * 48) and model.backbone.feature_dim == 144
+    assert any(p is model.centres for p in model.parameters())
+    groups = ride.param_groups(model, stage)
+    assert groups[1]["params"] == [model.centres] and groups[1]["lr"] == 0.5
+    tade, _ = _expert_ifl("tade")
+    assert tade.stages(RECIPE) == [Method.base_stage(RECIPE)]
+    assert ride.report()["experts"] == 3
+    with pytest.raises(UserError, match="none, ride, tade"):
+        _ifl(experts="moe")
+    with pytest.raises(UserError, match="leave loss, mixup and triplet"):
+        _ifl(experts="ride", loss="ce")
+
+
+def test_ride_ifl_centre_loss_is_one_minus_cosine():
+    # f = (1, 0), c = (1, 1): 1 − 1/√2; f = (0, 2), c = (0, −1): 1 − (−1) = 2.
+    method = _ifl(np.array([1, 1]), experts="ride")
+    features = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    centres = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    got = method.center_loss(features, torch.zeros(2, 2), centres, torch.tensor([0, 1]))
+    assert got.item() == pytest.approx((1 - 1 / math.sqrt(2) + 2) / 2, rel=1e-6)
+    square = _ifl(np.array([1, 1]), experts="tade").center_loss(
+        features, torch.zeros(2, 2), centres, torch.tensor([0, 1])
+    )
+    assert square.item() == pytest.approx((1 + 9) / 2)  # TADE + IFL keeps the squared distance
+
+
+def test_expert_combination_losses_add_alpha_times_the_centre_loss_and_record_the_mean_expert_softmax():
+    images = torch.randn(4, 1, 12, 12)
+    labels = torch.tensor([0, 0, 1, 2])
+    for experts in ("ride", "tade"):
+        method, model = _expert_ifl(experts)
+        model.eval()  # fixed BatchNorm statistics: the forward passes below see the same network
+        method.begin_epoch(model, _context(4), SimpleNamespace())
+        loss = method.loss(model, images, labels, _context(4))  # α = 0.005
+        with torch.no_grad():
+            f = model.features(images)
+            z = model.expert_logits(f)
+            centre = method.center_loss(f, z.mean(0), model.centres, labels)
+            expected = method.experts.classification_loss(z, labels, _context(4)) + 0.005 * centre
+            assert torch.allclose(loss, expected)
+            probs = z.mean(0).softmax(1)[torch.arange(4), labels]
+            assert method._prob[:4].tolist() == pytest.approx(probs.tolist())
+            assert torch.allclose(method.logits(model, images), z.mean(0))
