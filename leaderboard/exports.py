@@ -13,9 +13,12 @@ import io
 import re
 
 from benchmark.protocols import PROTOCOLS
-from leaderboard.tables import CI_KEYS, COLUMNS, Cell, Row, Table, pct
+from leaderboard.tables import CI_KEYS, COLUMNS, Cell, Row, Table, millions, pct
 
-LEGEND = "mean ± std over seeds, then the bootstrap 95% interval over test samples in brackets"
+LEGEND = (
+    "mean ± std over seeds, then the bootstrap 95% interval over test samples in brackets; "
+    "Train imgs = training images processed, millions, mean over seeds"
+)
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~])")
 LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -74,11 +77,11 @@ def _title(table: Table) -> str:
 def to_markdown(tables: list[Table]) -> str:
     lines = ["# glt-bench leaderboard", "", f"Percentages: {LEGEND}; – = not available."]
     for table in tables:
-        header = ["Method", "Kind", "Seeds", *(label for _, label in COLUMNS)]
+        header = ["Method", "Kind", "Seeds", "Train imgs", *(label for _, label in COLUMNS)]
         lines += ["", f"## {markdown_escape(_title(table))}", ""]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(COLUMNS) + 1)]
         for row in table.rows:
-            cells = [markdown_escape(row.label), row.kind, _seeds(row) or "–"]
+            cells = [markdown_escape(row.label), row.kind, _seeds(row) or "–", millions(row.train_images)]
             cells += [_cell(row.cells[key], plus_minus="±", missing="–", ci="{}") for key, _ in COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -95,7 +98,7 @@ def _csv_numbers(cell: Cell | None, *, with_ci: bool) -> list[str]:
 
 def to_csv(tables: list[Table]) -> str:
     """One line per row; per metric its mean and std, and for acc/prec/F1 the interval's ends."""
-    header = ["benchmark", "protocol", "method", "kind", "seeds"]
+    header = ["benchmark", "protocol", "method", "kind", "seeds", "train_images"]
     for key, _ in COLUMNS:
         header += [key, f"{key}_std"] + ([f"{key}_ci95_lo", f"{key}_ci95_hi"] if key in CI_KEYS else [])
     buffer = io.StringIO()
@@ -104,6 +107,7 @@ def to_csv(tables: list[Table]) -> str:
     for table in tables:
         for row in table.rows:
             line = [csv_text(table.benchmark), table.protocol, csv_text(row.label), row.kind, _seeds(row)]
+            line.append("" if row.train_images is None else f"{row.train_images:.0f}")
             for key, _ in COLUMNS:
                 line += _csv_numbers(row.cells[key], with_ci=key in CI_KEYS)
             writer.writerow(line)
@@ -120,7 +124,7 @@ def to_latex(tables: list[Table]) -> str:
         caption = latex_escape(_title(table).replace(" ·", ","))
         if table.protocol in PROTOCOLS:
             caption += ": " + latex_escape(PROTOCOLS[table.protocol].summary).replace("→", r"$\rightarrow$")
-        header = ["Method", "Kind", "Seeds", *(label for _, label in COLUMNS)]
+        header = ["Method", "Kind", "Seeds", "Train imgs", *(label for _, label in COLUMNS)]
         lines += [
             "",
             r"\begin{table}[htbp]",
@@ -128,13 +132,13 @@ def to_latex(tables: list[Table]) -> str:
             rf"\caption{{{caption}}}",
             rf"\label{{tab:glt-bench-{table.anchor}}}",
             r"\resizebox{\textwidth}{!}{%",
-            rf"\begin{{tabular}}{{lll*{{{len(COLUMNS)}}}{{r}}}}",
+            rf"\begin{{tabular}}{{lll*{{{len(COLUMNS) + 1}}}{{r}}}}",
             r"\toprule",
             " & ".join(header) + r" \\",
             r"\midrule",
         ]
         for row in table.rows:
-            cells = [latex_escape(row.label), row.kind, _seeds(row) or "--"]
+            cells = [latex_escape(row.label), row.kind, _seeds(row) or "--", millions(row.train_images, "--")]
             cells += [_cell(row.cells[key], plus_minus=r"$\pm$", missing="--", ci=r"{{\scriptsize {}}}")
                       for key, _ in COLUMNS]  # fmt: skip
             lines.append(" & ".join(cells) + r" \\")
@@ -161,11 +165,13 @@ def results_summary(tables: list[Table], benchmark: str) -> str:
         for row in by_protocol[protocol].rows:
             if row.kind == "run":
                 rows.setdefault(row.label, {})[protocol] = row
-    header = ["Method", "Seeds"] + [f"{p.upper()} {label}" for p in protocols for _, label in SUMMARY_COLUMNS]
+    header = ["Method", "Seeds", "Train imgs"]
+    header += [f"{p.upper()} {label}" for p in protocols for _, label in SUMMARY_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for label, answered in rows.items():
         seeds = sorted({seed for row in answered.values() for seed in row.seeds})
-        cells = [markdown_escape(label), ", ".join(map(str, seeds))]
+        first = next(iter(answered.values()))  # the Train-GLT model's when CLT or GLT is answered
+        cells = [markdown_escape(label), ", ".join(map(str, seeds)), millions(first.train_images)]
         for protocol in protocols:
             row = answered.get(protocol)
             for key, _ in SUMMARY_COLUMNS:

@@ -22,7 +22,7 @@ from benchmark.protocols import PROTOCOLS
 from leaderboard.exports import to_csv, to_latex, to_markdown
 from leaderboard.plots import table_plots
 from leaderboard.reference import reference_records
-from leaderboard.tables import CI_KEYS, COLUMNS, Table, leaderboard_tables, pct
+from leaderboard.tables import CI_KEYS, COLUMNS, Table, leaderboard_tables, millions, pct
 
 EXPORTS = {"leaderboard.md": to_markdown, "leaderboard.csv": to_csv, "leaderboard.tex": to_latex}
 
@@ -51,6 +51,7 @@ def render_html(tables: list[Table]) -> str:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["pct"] = pct
+    env.filters["millions"] = millions
     style = env.get_template("style.css.j2").render()
     script = env.get_template("sort.js.j2").render()
     return env.get_template("leaderboard.html.j2").render(

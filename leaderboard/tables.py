@@ -71,6 +71,7 @@ class Row:
     provenance: list[list[Fact]]  # one list per record
     per_class: PerClass | None
     variant: str | None = None  # what tells it apart from other rows of the same method and kind
+    train_images: float | None = None  # mean over seeds of the training images processed (runs)
 
     @property
     def label(self) -> str:
@@ -91,6 +92,17 @@ class Table:
 def pct(value: float) -> str:
     """A fraction as a percentage with two decimals, the format of every table."""
     return f"{100 * value:.2f}"
+
+
+def millions(value: float | None, missing: str = "–") -> str:
+    """A count in millions with two decimals (training images beside accuracy)."""
+    return missing if value is None else f"{value / 1e6:.2f}M"
+
+
+def _train_images(records: list[dict[str, Any]]) -> float | None:
+    counts = [(r.get("compute") or {}).get("images_processed") for r in records if r["kind"] == "run"]
+    counts = [c for c in counts if isinstance(c, int)]
+    return statistics.fmean(counts) if counts and len(counts) == len(records) else None
 
 
 def _cell(metrics: list[dict[str, Any]], key: str) -> Cell | None:
@@ -186,6 +198,7 @@ def _build_row(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> Row:
         cells={column: _cell(metrics, column) for column, _ in COLUMNS},
         provenance=[_provenance(r, result) for r, result in entries],
         per_class=_per_class(metrics),
+        train_images=_train_images([r for r, _ in entries]),
     )
 
 

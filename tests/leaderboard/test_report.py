@@ -159,7 +159,7 @@ def test_markdown_export_escapes_pipes_and_markup(site: Path):
     assert markdown_escape("a|b <i>_x_</i>\nnext") == r"a\|b \<i\>\_x\_\</i\> next"
     lines = site.joinpath("leaderboard.md").read_text().splitlines()
     table_lines = [line for line in lines if line.startswith("| ")]
-    assert all(len(re.findall(r"(?<!\\)\|", line)) == 17 for line in table_lines)  # 16 cells each
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 18 for line in table_lines)  # 17 cells each
 
 
 def test_latex_export_escapes_special_characters(site: Path, hostile_names):
@@ -228,11 +228,15 @@ def test_store_reads_records_and_skips_junk(records, tmp_path: Path):
 def test_results_summary_spans_the_protocols_and_skips_submissions(records):
     text = results_summary(report_tables(records), "fashion-glt")
     header, rule, *rows = text.splitlines()
-    assert header.startswith("| Method | Seeds | CLT Acc | CLT Prec |") and "ALT Worst-att acc" in header
+    assert (
+        header.startswith("| Method | Seeds | Train imgs | CLT Acc | CLT Prec |")
+        and "ALT Worst-att acc" in header
+    )
     assert rule.count("|") == header.count("|")
     labels = [row.split(" | ")[0].lstrip("| ") for row in rows]
     assert labels == ["ce label\\_smoothing=0.1", "ce"]  # CLT-accuracy order; runs only
-    assert "| 0, 1 | 60.00 ± 14.14 |" in rows[1]  # seeds of every protocol; mean ± std
+    assert "| 0, 1 | 0.12M | 60.00 ± 14.14 |" in rows[1]  # seeds of every protocol; images; mean ± std
+    assert "| 0 | 2.00M |" in rows[0]
 
 
 def test_readme_section_is_replaced_between_its_markers():
