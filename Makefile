@@ -48,6 +48,7 @@ bench: setup data
 	$(PY) bench/score_throughput.py
 	$(PY) bench/cpu_throughput.py
 	PYTHONPATH=. $(PY) bench/train_throughput.py
+	PYTHONPATH=. $(PY) bench/extract_throughput.py
 
 # The README's fashion-glt table: every line of docs/results-sweep.txt × SEEDS under all protocols,
 # JOBS single-threaded processes at a time (deterministic CPU numbers); finished runs are skipped.

@@ -20,6 +20,7 @@ class BenchmarkDef:
     summary: str
     build: Callable[..., Manifest]  # build(out_dir, *, data_root, seed, extractor, num_clusters, cache_dir)
     load_images: Callable[[Manifest, Sequence[str], Path | None], np.ndarray]  # → uint8 N×C×H×W
+    # (a benchmark of object crops also takes `boxes=`, one [x, y, w, h] per path: its `bbox` column)
     mean: tuple[float, ...]  # per-channel pixel statistics of the training images, in [0, 1]
     std: tuple[float, ...]
     recipe: str  # the default training recipe

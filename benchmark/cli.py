@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -86,34 +87,64 @@ def list_cmd() -> None:
 )
 @MANIFESTS
 @click.option("--seed", type=int, default=25, show_default=True, help="Seed of clustering and every draw.")
-@click.option("--extractor", default="efficientnet-lite0", show_default=True, help="Feature extractor.")
+@click.option(
+    "--extractor",
+    help="Feature extractor (`glt-bench list`, or torchvision:<arch>) [default: the benchmark's own].",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="state_dict file for a torchvision:<arch> extractor [default: torchvision's default weights].",
+)
 @click.option(
     "--num-clusters", type=int, default=6, show_default=True, help="K-means K per class (multiple of 3)."
+)
+@click.option(
+    "--profile", help="Class-count profile: exp, pareto, exp:N_MAX:RATIO, pareto:A:SIGMA:N_MIN:N_MAX."
+)
+@click.option(
+    "--counts-file", type=click.Path(path_type=Path), help="Class-count profile: one count per line."
 )
 @click.option(
     "--cache-dir",
     type=click.Path(path_type=Path),
     help="Feature cache [default: $GLT_BENCH_CACHE or ~/.cache/glt-bench].",
 )
-def build_splits_cmd(
-    benchmark, data_root, out, manifest_dir, seed, extractor, num_clusters, cache_dir
-) -> None:
-    """Build a benchmark's split manifests from raw data."""
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), help="Extractor device [default: cuda if any].")
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding processes [default: one per CPU].")
+@click.option(
+    "--features",
+    type=click.Path(path_type=Path),
+    help="Precomputed features (.npz, or .parquet keyed by path) instead of extracting them.",
+)
+@click.option("--coco-root", type=click.Path(path_type=Path), help="COCO 2014 folder (mscoco-glt).")
+@click.option("--attributes", type=click.Path(path_type=Path), help="COCO-Attributes file (mscoco-glt).")
+@click.option("--trust-pickle", is_flag=True, help="Allow loading the COCO-Attributes pickle (mscoco-glt).")
+@click.option(
+    "--export-crops", type=click.Path(path_type=Path), help="Also write object crops here (mscoco-glt)."
+)
+@click.pass_context
+def build_splits_cmd(ctx: click.Context, benchmark, out, manifest_dir, **options) -> None:
+    """Build a benchmark's split manifests from raw data; save and print a summary."""
     from benchmark.benchmarks import BENCHMARKS
-    from benchmark.summary import summary_table
+    from benchmark.summary import SUMMARY_TEXT
 
     started = time.perf_counter()
     definition = BENCHMARKS.get(benchmark)
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    if "profile" in given and "counts_file" in given:
+        raise UserError("--profile and --counts-file exclude each other; give one")
+    accepted = inspect.signature(definition.build).parameters
+    for name in given:
+        if name not in accepted:
+            raise UserError(f"--{name.replace('_', '-')} does not apply to {benchmark}")
     out = out or manifest_dir / benchmark
-    manifest = definition.build(
-        out,
-        data_root=data_root,
-        seed=seed,
-        extractor=extractor,
-        num_clusters=num_clusters,
-        cache_dir=cache_dir,
-    )
-    click.echo(summary_table(manifest))
+    manifest = definition.build(out, **given)
+    click.echo((manifest.root / SUMMARY_TEXT).read_text(encoding="utf-8"), nl=False)
     click.echo(f"manifest {manifest.root}  sha256 {manifest.content_hash}")
     click.echo(f"built in {time.perf_counter() - started:.1f} s")
 
@@ -311,6 +342,18 @@ def report_cmd(runs_dir, out, readme) -> None:
     if text is not None:
         write_text(readme, text)
         click.echo(f"results of {', '.join(names)} written into {readme}")
+
+
+@main.command("convert-attributes")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--trust-pickle", is_flag=True, help="Allow loading SOURCE, a Python pickle you trust.")
+def convert_attributes_cmd(source, target, trust_pickle) -> None:
+    """Convert the COCO-Attributes pickle once into Parquet, which mscoco-glt reads without unpickling."""
+    from splits.mscoco import convert_attributes
+
+    rows = convert_attributes(source, target, trust_pickle=trust_pickle)
+    click.echo(f"{rows} attributed instances written to {target}")
 
 
 if __name__ == "__main__":  # `python -m benchmark.cli`, as torchrun launches it

@@ -6,11 +6,13 @@ each image once with `prepare` into an N×3×S×S uint8 `.npy` file (S = 128 by 
 read-only memory map; the engine then does the random-resized crops, flips and normalisation on the
 GPU in batches.
 
-What is stored: each image (or its `bbox` = [x, y, w, h] in pixels, for COCO object crops) is cut
-to its centre square, which is resized to S×S with Pillow's antialiased bilinear filter (the filter
-of torchvision's `Resize`). JPEGs are first decoded at a reduced scale (`Image.draft`: 1/2, 1/4 or
-1/8 in the DCT domain, never below S on the shorter side of the region), which is several times
-faster than decoding at full size. Grey-scale, palette and alpha images are converted to RGB.
+What is stored: each image is cut to its centre square, which is resized to S×S with Pillow's
+antialiased bilinear filter (the filter of torchvision's `Resize`). An object crop (`bbox` = [x, y,
+w, h] in pixels, clipped to the image) is instead padded with black to a centred square, as the
+original MSCOCO-GLT crops were saved (GLT-SPEC §4), and that square is resized to S×S. JPEGs are
+first decoded at a reduced scale (`Image.draft`: 1/2, 1/4 or 1/8 in the DCT domain, never below S
+on the square's side), which is several times faster than decoding at full size. Grey-scale,
+palette and alpha images are converted to RGB.
 
 How it relates to the original transforms:
 - test/val `Resize(128) + CenterCrop(112)` equals a 112 centre crop of the 128 cache, up to the
@@ -60,26 +62,35 @@ def _region(box: Box | None, width: int, height: int, path: Path) -> tuple[float
     return left, top, right, bottom
 
 
-def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
-    """The centre square of the image (or of its box) resized to size×size, as uint8 3×S×S."""
+def load_image(path: Path, size: int, box: Box | None = None, fill: float = 1.0) -> np.ndarray:
+    """A centred square resized to size×size, as uint8 3×S×S: the image's largest square, or the box
+    padded with black to a square (the part of the square outside the box stays black).
+
+    `fill` < 1 keeps only that share of the square's side: Resize(r) + CenterCrop(c) is fill = c/r.
+    """
     with Image.open(path) as image:
         width, height = image.size
         left, top, right, bottom = _region(box, width, height, path)
-        short = min(right - left, bottom - top)
-        # Decode at the strongest DCT reduction (1/2, 1/4, 1/8) that keeps the region's shorter side ≥ size.
-        drafted = image.draft("RGB", (math.ceil(width * size / short), math.ceil(height * size / short)))
+        side = (min if box is None else max)(right - left, bottom - top) * fill
+        # Decode at the strongest DCT reduction (1/2, 1/4, 1/8) that keeps the square's side ≥ size.
+        drafted = image.draft("RGB", (math.ceil(width * size / side), math.ceil(height * size / side)))
         scale = drafted[1][2] / width if drafted else 1.0
-        left += (right - left - short) / 2
-        top += (bottom - top - short) / 2
-        square = tuple(v * scale for v in (left, top, left + short, top + short))
-        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=square)
-    return np.asarray(resized).transpose(2, 0, 1)
+        x0, y0 = (left + right - side) / 2, (top + bottom - side) / 2  # the square's corner
+        shown = max(x0, left), max(y0, top), min(x0 + side, right), min(y0 + side, bottom)
+        to_out = size / side
+        extent = [max(1, round((shown[i + 2] - shown[i]) * to_out)) for i in (0, 1)]
+        part = image.convert("RGB").resize(
+            tuple(extent), Image.Resampling.BILINEAR, box=tuple(v * scale for v in shown)
+        )
+        square = Image.new("RGB", (size, size))
+        square.paste(part, (round((shown[0] - x0) * to_out), round((shown[1] - y0) * to_out)))
+    return np.asarray(square).transpose(2, 0, 1)
 
 
-def _decode(root: Path, relative: str, size: int, box: Box | None) -> np.ndarray:
+def _decode(root: Path, relative: str, size: int, box: Box | None, fill: float = 1.0) -> np.ndarray:
     path = root / relative
     try:
-        return load_image(path, size, box)
+        return load_image(path, size, box, fill)
     except FileNotFoundError:
         raise UserError(
             f"image not found: {path}; check that the data root {root} holds the dataset"
@@ -190,3 +201,21 @@ def prepare(
                         progress.update(done)
     write_json(_sidecar(cache), signature)
     return np.load(cache, mmap_mode="r")
+
+
+def cached_split(
+    name: str,
+    paths: Sequence[str],
+    root: Path,
+    cache_dir: Path,
+    *,
+    size: int = 128,
+    boxes: Sequence[Box] | None = None,
+) -> np.ndarray:
+    """A split's images via `prepare`, cached under `cache_dir/images` by a key of its paths (and
+    boxes), opened copy-on-write: `torch.from_numpy` gets a writable array and the file stays intact."""
+    boxes = None if boxes is None else [[int(v) for v in box] for box in boxes]
+    key = hashlib.sha256(json.dumps([list(paths), boxes]).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / "images" / f"{name}-{key}-{size}.npy"
+    prepare(paths, root, cache, size=size, boxes=boxes)
+    return np.load(cache, mmap_mode="c")

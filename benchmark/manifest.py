@@ -3,7 +3,8 @@
 On disk (`<manifests>/<benchmark>/`):
 - `metadata.json`: benchmark, format version, build settings, class table, split sizes, hashes;
 - `splits/<split>.parquet`: labelled splits (`sample_id, path, label, attribute`) and the *public*
-  listing of each test split (`sample_id, path` only);
+  listing of each test split (`sample_id, path` only); a benchmark of object crops (mscoco-glt) adds
+  a public `bbox` column after `path`: the crop box `[x, y, w, h]` in integer pixels;
 - `labels/<split>.parquet`: the held-out `sample_id, label, attribute` of each test split, read only
   by the scorer.
 
@@ -34,6 +35,7 @@ FORMAT_VERSION = "glt-bench-manifest/1"
 SPLITS = ("train_glt", "train_cbl", "val_glt", "val_cbl", "test_cbl", "test_gbl", "test_glt")
 TEST_SPLITS = frozenset({"test_cbl", "test_gbl", "test_glt"})
 PUBLIC_COLUMNS = ("sample_id", "path")
+BOX_COLUMN = "bbox"  # optional public column: [x, y, w, h] of an object crop
 LABEL_COLUMNS = ("label", "attribute")
 GROUPS = ("many", "medium", "few")
 
@@ -49,11 +51,23 @@ class ClassInfo:
     train_cbl: int
 
 
+def public_columns(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The public columns a split frame carries: `sample_id, path`, plus `bbox` where present."""
+    return (*PUBLIC_COLUMNS, BOX_COLUMN) if BOX_COLUMN in frame.columns else PUBLIC_COLUMNS
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Decimal text of a column; a list (a box) becomes its items joined by commas."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return pc.binary_join(pc.cast(column, pa.list_(pa.large_string())), pa.scalar(",", pa.large_string()))
+    return pc.cast(column, pa.large_string())
+
+
 def _rows_hash(frame: pd.DataFrame, columns: tuple[str, ...]) -> str:
     """sha256 of tab-separated `columns` as decimal text, one `\\n`-ended line per row, rows sorted
     by sample id (UTF-8 byte order). Built with Arrow kernels: a million rows hash in well under 1 s."""
     table = pa.Table.from_pandas(frame[list(columns)], preserve_index=False).sort_by("sample_id")
-    fields = [pc.cast(table[column], pa.large_string()) for column in columns]
+    fields = [_as_text(table[column]) for column in columns]
     tab, newline = pa.scalar("\t", pa.large_string()), pa.scalar("\n", pa.large_string())
     lines = pc.binary_join_element_wise(*fields, tab) if len(fields) > 1 else fields[0]
     lines = pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()), newline)  # line end
@@ -70,12 +84,13 @@ def _rows_hash(frame: pd.DataFrame, columns: tuple[str, ...]) -> str:
 
 def part_hashes(name: str, frame: pd.DataFrame) -> dict[str, str]:
     """Hashes of what a split publishes and, for a test split, of its held-out labels."""
+    public = public_columns(frame)
     if name in TEST_SPLITS:
         return {
-            "public_sha256": _rows_hash(frame, PUBLIC_COLUMNS),
+            "public_sha256": _rows_hash(frame, public),
             "labels_sha256": _rows_hash(frame, ("sample_id", *LABEL_COLUMNS)),
         }
-    return {"public_sha256": _rows_hash(frame, (*PUBLIC_COLUMNS, *LABEL_COLUMNS))}
+    return {"public_sha256": _rows_hash(frame, (*public, *LABEL_COLUMNS))}
 
 
 def _combine(classes: list[ClassInfo], parts: dict[str, dict[str, Any]]) -> str:
@@ -119,12 +134,13 @@ def write_manifest(
     (root / "metadata.json").unlink(missing_ok=True)
     ordered, parts = {}, {}
     for name, frame in splits.items():
-        frame = frame[[*PUBLIC_COLUMNS, *LABEL_COLUMNS]].sort_values("sample_id", kind="stable")
+        public = public_columns(frame)
+        frame = frame[[*public, *LABEL_COLUMNS]].sort_values("sample_id", kind="stable")
         frame = frame.reset_index(drop=True).astype({"label": "int32", "attribute": "int8"})
         ordered[name] = frame
         parts[name] = {"rows": len(frame), "test": name in TEST_SPLITS, **part_hashes(name, frame)}
         if name in TEST_SPLITS:
-            _write_parquet(frame[list(PUBLIC_COLUMNS)], root / "splits" / f"{name}.parquet")
+            _write_parquet(frame[list(public)], root / "splits" / f"{name}.parquet")
             _write_parquet(frame[["sample_id", *LABEL_COLUMNS]], root / "labels" / f"{name}.parquet")
         else:
             _write_parquet(frame, root / "splits" / f"{name}.parquet")
@@ -204,8 +220,9 @@ class Manifest:
         return self._read("splits", split)
 
     def public_listing(self, split: str) -> pd.DataFrame:
-        """`sample_id, path` of any split, without labels."""
-        return self._read("splits", split)[list(PUBLIC_COLUMNS)]
+        """`sample_id, path` (and `bbox` where present) of any split, without labels."""
+        frame = self._read("splits", split)
+        return frame[list(public_columns(frame))]
 
     def test_labels(self, split: str) -> pd.DataFrame:
         """Held-out labels of a test split, checked against their recorded hash: for the scorer only."""
@@ -235,12 +252,13 @@ class Manifest:
 
     def verify_split(self, split: str, *, labels: bool = False) -> None:
         """Re-hash one split's public part (and its test labels when `labels` is true)."""
+        frame = self._read("splits", split)
         if split in TEST_SPLITS:
-            self._checked(self._read("splits", split), split, "public_sha256", PUBLIC_COLUMNS)
+            self._checked(frame, split, "public_sha256", public_columns(frame))
             if labels:
                 self.test_labels(split)
         else:
-            self._checked(self.split(split), split, "public_sha256", (*PUBLIC_COLUMNS, *LABEL_COLUMNS))
+            self._checked(frame, split, "public_sha256", (*public_columns(frame), *LABEL_COLUMNS))
 
     def verify(self, *, labels: bool = False) -> None:
         """Re-hash every split against the metadata; test labels only when `labels` is true.

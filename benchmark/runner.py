@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -20,7 +21,7 @@ from benchmark import engine
 from benchmark.atomic import atomic_path, write_json
 from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
 from benchmark.errors import UserError
-from benchmark.manifest import Manifest
+from benchmark.manifest import BOX_COLUMN, Manifest
 from benchmark.models import BACKBONES
 from benchmark.protocols import Protocol, by_training_split
 from benchmark.provenance import sha256_file
@@ -178,12 +179,28 @@ def _stage_one(
     return provenance, weights
 
 
+def _images(
+    manifest: Manifest, definition: BenchmarkDef, listing: pd.DataFrame, data_root: Path | None
+) -> np.ndarray:
+    """The images of a listing's rows; object crops (a `bbox` column) are cut with their boxes."""
+    paths = listing["path"].tolist()
+    if BOX_COLUMN in listing:
+        return definition.load_images(manifest, paths, data_root, boxes=listing[BOX_COLUMN].tolist())
+    return definition.load_images(manifest, paths, data_root)
+
+
 def _load(
     manifest: Manifest, definition: BenchmarkDef, split: str, data_root: Path | None
 ) -> engine.ImageSet:
     frame = manifest.split(split)
-    images = definition.load_images(manifest, frame["path"].tolist(), data_root)
+    images = _images(manifest, definition, frame, data_root)
     return engine.ImageSet(torch.from_numpy(images), torch.from_numpy(frame["label"].to_numpy(np.int64)))
+
+
+def _adapt_generator(seed: int, split: str) -> torch.Generator:
+    """The seeded generator of a method's test-time adaptation to one split (`Method.adapt`)."""
+    digest = hashlib.sha256(f"adapt:{seed}:{split}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:7], "little"))
 
 
 def _train_and_answer(
@@ -230,9 +247,12 @@ def _train_and_answer(
     results = []
     for protocol in answered:
         listing = manifest.public_listing(protocol.test_split)
-        images = definition.load_images(manifest, listing["path"].tolist(), data_root)
+        images = torch.from_numpy(_images(manifest, definition, listing, data_root))
+        adaptation = method.adapt(
+            outcome.model, images, pipeline, _adapt_generator(seed, protocol.test_split)
+        )
         logits = engine.predict_logits(
-            method, outcome.model, engine.ImageSet(torch.from_numpy(images)), pipeline, compute.precision
+            method, outcome.model, engine.ImageSet(images), pipeline, compute.precision
         )
         path = run_dir / f"predictions_{protocol.test_split}.csv"
         binding = {
@@ -245,7 +265,7 @@ def _train_and_answer(
         log.info(
             "%s %s: acc %.4f  prec %.4f", config["method"], protocol.name, metrics["acc"], metrics["prec"]
         )
-        results.append(result_entry(protocol.name, path.name, sha256_file(path), metrics))
+        results.append(result_entry(protocol.name, path.name, sha256_file(path), metrics, adaptation))
     summary = outcome.summary()
     del summary["selection_rule"]
     return {
@@ -256,6 +276,7 @@ def _train_and_answer(
         "val_history": summary.pop("val_history"),
         "method_report": summary.pop("method_report"),
         "results": results,
+        **({"transductive": True} if any("adaptation" in r for r in results) else {}),
         "compute": {
             **summary,
             "train_seconds": round(outcome.train_seconds, 3),

@@ -1,10 +1,20 @@
-"""The build summary: per split its size, per-group and per-attribute counts."""
+"""The build summary: per split its size, per-group and per-attribute counts, plus leakage warnings.
+
+Every builder calls `write_summary` once its manifest is written: the text is saved as `summary.txt`
+and the same figures as `summary.json` beside `metadata.json`. Neither enters the content hash.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import pandas as pd
 
+from benchmark.atomic import write_json, write_text
 from benchmark.manifest import GROUPS, Manifest
+
+SUMMARY_TEXT, SUMMARY_JSON = "summary.txt", "summary.json"
 
 
 def summary_frame(manifest: Manifest) -> pd.DataFrame:
@@ -21,3 +31,26 @@ def summary_frame(manifest: Manifest) -> pd.DataFrame:
 
 def summary_table(manifest: Manifest) -> str:
     return summary_frame(manifest).to_string()
+
+
+def write_summary(manifest: Manifest, warnings: Sequence[str] = ()) -> str:
+    """Save the summary beside the manifest (atomically) and return its text."""
+    frame = summary_frame(manifest)
+    lines = [
+        f"{manifest.benchmark}: {manifest.num_classes} classes, content sha256 {manifest.content_hash}",
+        frame.to_string(),
+        *(warnings or ["leakage check: no sample in two splits of a family"]),
+    ]
+    text = "\n".join(lines) + "\n"
+    root = Path(manifest.root)
+    write_text(root / SUMMARY_TEXT, text)
+    write_json(
+        root / SUMMARY_JSON,
+        {
+            "benchmark": manifest.benchmark,
+            "content_sha256": manifest.content_hash,
+            "splits": {name: {k: int(v) for k, v in row.items()} for name, row in frame.iterrows()},
+            "warnings": list(warnings),
+        },
+    )
+    return text

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.manifest import ClassInfo
 
 ATTRIBUTE_RATIO = (7, 2, 1)
 
@@ -78,7 +79,7 @@ class _Lists:
         return np.sort(np.concatenate([a for atts in self.lists for a in atts]))
 
 
-def _draw(pool: np.ndarray, k: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+def draw(pool: np.ndarray, k: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     """k indices uniformly without replacement from a sorted pool; returns (drawn, rest)."""
     if k > len(pool):
         raise UserError(f"cannot carve {split}: it needs {k} images but the pool has {len(pool)}")
@@ -121,8 +122,8 @@ def carve(
 
     # 3–6, LT family: truncate to the profile, then Test-GLT and Val-GLT drawn uniformly.
     lt_pool = pools.truncated(rule.lt_counts).pooled()
-    splits["test_glt"], lt_pool = _draw(lt_pool, num_classes * rule.test_size * num_att, seed, "test_glt")
-    splits["val_glt"], splits["train_glt"] = _draw(
+    splits["test_glt"], lt_pool = draw(lt_pool, num_classes * rule.test_size * num_att, seed, "test_glt")
+    splits["val_glt"], splits["train_glt"] = draw(
         lt_pool, num_classes * rule.val_size * num_att, seed, "val_glt"
     )
 
@@ -163,3 +164,16 @@ def rank_classes(counts: Sequence[int], names: Sequence[str | int]) -> list[int]
 def frequency_groups(num_classes: int, many: int, medium: int) -> list[str]:
     """Group of each class id: the first `many` ranks are many-shot, the next `medium` medium."""
     return ["many" if c < many else "medium" if c < many + medium else "few" for c in range(num_classes)]
+
+
+def class_infos(
+    names: Sequence[str], groups: Sequence[str], class_of: np.ndarray, splits: dict[str, np.ndarray]
+) -> list[ClassInfo]:
+    """Per class id its name, many/medium/few group and its Train-GLT and Train-CBL counts."""
+    train = {
+        name: np.bincount(class_of[splits[name]], minlength=len(names)) for name in ("train_glt", "train_cbl")
+    }
+    return [
+        ClassInfo(c, names[c], groups[c], int(train["train_glt"][c]), int(train["train_cbl"][c]))
+        for c in range(len(names))
+    ]

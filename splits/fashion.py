@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import time
 import zlib
 from collections.abc import Sequence
@@ -31,11 +30,13 @@ import torch.nn.functional as F
 
 from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
 from benchmark.errors import UserError
-from benchmark.manifest import ClassInfo, Manifest, write_manifest
+from benchmark.manifest import Manifest, write_manifest
 from benchmark.provenance import package_versions
+from benchmark.summary import write_summary
 from splits import features
 from splits.attributes import attribute_lists, cluster_class
-from splits.carving import CarvingRule, carve, check_disjoint, frequency_groups, rank_classes
+from splits.carving import CarvingRule, carve, check_disjoint, class_infos, frequency_groups, rank_classes
+from splits.features import default_cache_dir
 from splits.profiles import exp_profile, profile_sha256
 
 log = logging.getLogger("glt_bench")
@@ -151,10 +152,6 @@ def load_source(data_root: Path | None = None, cache_dir: Path | None = None) ->
     )
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("GLT_BENCH_CACHE", Path.home() / ".cache" / "glt-bench"))
-
-
 def prepare_for_extractor(batch: torch.Tensor) -> torch.Tensor:
     """uint8 N×28×28 → float RGB N×3×64×64 in [0, 255] (bilinear upsample, grey replicated)."""
     x = batch.unsqueeze(1).float()
@@ -234,15 +231,7 @@ def build(
         for name, idx in splits.items()
     }
     groups = frequency_groups(len(names), *variant.groups)
-    train_counts = {
-        name: np.bincount(class_of[splits[name]], minlength=len(names)) for name in ("train_glt", "train_cbl")
-    }
-    classes = [
-        ClassInfo(
-            c, names[c], groups[c], int(train_counts["train_glt"][c]), int(train_counts["train_cbl"][c])
-        )
-        for c in range(len(names))
-    ]
+    classes = class_infos(names, groups, class_of, splits)
     info = {
         "seed": seed,
         "extractor": extractor,
@@ -259,7 +248,9 @@ def build(
                     "bl_size": variant.rule.bl_size},
         "versions": package_versions(),
     }  # fmt: skip
-    return write_manifest(out, benchmark=variant.name, classes=classes, splits=frames, build=info)
+    manifest = write_manifest(out, benchmark=variant.name, classes=classes, splits=frames, build=info)
+    write_summary(manifest)
+    return manifest
 
 
 _cached_source = lru_cache(maxsize=1)(load_source)  # a run loads train, val and tests from one read

@@ -45,3 +45,35 @@ def read_counts_file(path: str | Path, num_classes: int) -> list[int]:
 def profile_sha256(counts: list[int]) -> str:
     """sha256 of the list written one per line with a final newline."""
     return hashlib.sha256("".join(f"{n}\n" for n in counts).encode()).hexdigest()
+
+
+PROFILE_PARAMETERS = {"exp": ("n_max", "ratio"), "pareto": ("alpha", "sigma", "n_min", "n_max")}
+
+
+def parse_profile(
+    spec: str, num_classes: int, defaults: dict[str, dict[str, float]]
+) -> tuple[list[int], dict[str, object]]:
+    """Counts and description of `exp`/`pareto` (with the benchmark's `defaults` for that family)
+    or `exp:N_MAX:RATIO` / `pareto:ALPHA:SIGMA:N_MIN:N_MAX`."""
+    name, *values = spec.split(":")
+    if name not in PROFILE_PARAMETERS:
+        raise UserError(
+            f"unknown profile {spec!r}; use {' or '.join(PROFILE_PARAMETERS)} (optionally with :values)"
+        )
+    keys = PROFILE_PARAMETERS[name]
+    if not values:
+        if name not in defaults:
+            raise UserError(
+                f"this benchmark has no default {name} profile; give {name}:{':'.join(keys).upper()}"
+            )
+        params = dict(defaults[name])
+    else:
+        try:
+            params = {key: float(value) for key, value in zip(keys, values, strict=True)}
+        except ValueError:
+            raise UserError(f"profile {spec!r}: give {name}:{':'.join(keys).upper()} as numbers") from None
+        params = {k: int(v) if k in ("n_max", "n_min") and v.is_integer() else v for k, v in params.items()}
+    counts = exp_profile(num_classes, **params) if name == "exp" else pareto_profile(num_classes, **params)
+    if min(counts) <= 0:
+        raise UserError(f"profile {spec!r} gives a class no image; raise its minimum")
+    return counts, {"name": name, **params}

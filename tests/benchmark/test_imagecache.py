@@ -74,6 +74,16 @@ def test_bbox_is_cropped_before_resizing(tmp_path: Path) -> None:
     assert np.ptp(cols) + 1 == pytest.approx(16, abs=1)
 
 
+def test_wide_box_is_padded_to_a_square_with_black(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    _picture(400, 300, (0, 0, 0)).save(tmp_path / "img" / "blue.JPEG", quality=95, subsampling=0)
+    image = imagecache.prepare(
+        ["img/blue.JPEG"], tmp_path, tmp_path / "cache.npy", size=40, boxes=[[100, 100, 200, 100]], workers=1
+    )[0]
+    assert image[:, :9].max() == 0 and image[:, -9:].max() == 0  # 10 black rows above and below
+    assert (image[2, 11:29] > 150).all() and (image[0, 11:29] < 60).all()  # the box: blue
+
+
 def test_box_outside_the_image_is_a_user_error(root: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="outside"):
         imagecache.prepare(PATHS[:1], root, tmp_path / "c.npy", size=16, boxes=[[500, 0, 10, 10]], workers=1)

@@ -1,0 +1,296 @@
+"""Tests for splits/imagenet.py on a fabricated ImageNet-style tree of real JPEG files, plus a
+full-scale logic test (1000 classes × 1,300 synthetic feature rows) of the split sizes."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.errors import UserError
+from benchmark.manifest import Manifest
+from splits import features as feats
+from splits import imagenet
+from splits.carving import FAMILIES
+from splits.imagenet import IMAGENET_GLT, ImageNetVariant, build, load_images
+
+CLASSES = 12
+MODE_SHARES = (0.24, 0.18, 0.17, 0.16, 0.13, 0.12)  # six appearance modes: attributes 42/33/25%
+SMALL = ImageNetVariant(
+    "imagenet-glt-test", test_size=4, val_size=4, bl_size=40,
+    default_profile="exp", profiles={"exp": {"n_max": 120, "ratio": 10}},
+)  # fmt: skip
+
+
+def class_size(c: int) -> int:
+    return 186 - 6 * min(c, 10)  # classes 10 and 11 tie: ranked by WordNet id
+
+
+def make_tree(root: Path) -> Path:
+    """JPEGs `n000000cc/n000000cc_<mode>_<i>.JPEG`: grey level set by the mode, noise on top."""
+    rng = np.random.default_rng(0)
+    for c in range(CLASSES):
+        folder = root / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        n = class_size(c)
+        modes = np.repeat(np.arange(6), np.floor(np.array(MODE_SHARES) * n).astype(int))
+        modes = np.concatenate([modes, np.zeros(n - len(modes), dtype=int)])
+        for i, mode in enumerate(modes):
+            level = 20 + 40 * mode
+            pixels = np.clip(level + rng.normal(0, 6, (30, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"n{c:08d}_{mode}_{i:03d}.JPEG", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("imagenet") / "train")
+
+
+@pytest.fixture(scope="module")
+def built(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    out = tmp_path_factory.mktemp("manifests") / "small"
+    cache = tmp_path_factory.mktemp("cache")
+    return build(SMALL, out, data_root=tree, extractor="pixels", cache_dir=cache, workers=1, device="cpu")
+
+
+def manifest_bytes(manifest: Manifest) -> dict[str, bytes]:
+    root = manifest.root
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sizes_balance_and_disjointness(built: Manifest) -> None:
+    splits = built.all_splits()
+    sizes = {name: len(frame) for name, frame in splits.items()}
+    assert sizes["test_gbl"] == CLASSES * 3 * 4
+    assert sizes["test_glt"] == sizes["val_glt"] == CLASSES * 3 * 4
+    assert sizes["test_cbl"] == sizes["val_cbl"] == CLASSES * 10  # 7/2/1 per class
+    assert sizes["train_cbl"] == CLASSES * (28 + 8 + 4 - 10)
+    gbl = splits["test_gbl"].groupby(["label", "attribute"]).size()
+    assert (gbl == 4).all() and len(gbl) == CLASSES * 3
+    for name in ("test_cbl", "val_cbl"):
+        per = splits[name].groupby(["label", "attribute"]).size().unstack()
+        assert (per.to_numpy() == [7, 2, 1]).all()
+    assert (
+        splits["train_cbl"].groupby(["label", "attribute"]).size().unstack().to_numpy() == [21, 6, 3]
+    ).all()
+    for names in FAMILIES.values():
+        ids = np.concatenate([splits[n]["sample_id"].to_numpy() for n in names if n in splits])
+        assert len(ids) == len(set(ids))
+    counts = [info.train_glt for info in built.classes]
+    assert counts == sorted(counts, reverse=True) or counts[0] > counts[-1]
+    assert [info.group for info in built.classes].count("many") == round(0.4 * CLASSES)
+
+
+def test_attributes_recover_the_appearance_modes(built: Manifest) -> None:
+    """Attribute a = the merged pair of modes ranked 2a, 2a+1 by size, i.e. mode // 2 here."""
+    for frame in built.all_splits().values():
+        modes = frame["path"].str.split("_").str[1].astype(int).to_numpy()
+        np.testing.assert_array_equal(frame["attribute"].to_numpy(), modes // 2)
+
+
+def test_classes_ranked_by_count_ties_by_wordnet_id(built: Manifest) -> None:
+    names = [info.name for info in built.classes]
+    assert names == [f"n{c:08d}" for c in range(CLASSES)]
+    assert built.metadata["build"]["profile"]["name"] == "exp"
+
+
+def test_summary_files_and_leakage_warning(built: Manifest) -> None:
+    text = (built.root / "summary.txt").read_text()
+    assert "test_gbl" in text and built.content_hash in text and "att2" in text
+
+
+def test_shuffled_listing_gives_byte_identical_manifest(
+    built: Manifest, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_scandir = os.scandir
+
+    class Shuffled:
+        def __init__(self, path: str) -> None:
+            self.entries = list(real_scandir(path))
+            random.Random(str(path)).shuffle(self.entries)
+            self.entries.reverse()
+
+        def __enter__(self) -> list[os.DirEntry]:
+            return self.entries
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(imagenet.os, "scandir", Shuffled)
+    again = build(
+        SMALL, tmp_path / "small", data_root=tree, extractor="pixels", cache_dir=tmp_path / "c", workers=2
+    )
+    assert manifest_bytes(again) == manifest_bytes(built)
+
+
+def test_train_val_layout_uses_train_only(built: Manifest, tree: Path, tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    (root / "val" / "n00000000").mkdir(parents=True)
+    (root / "train").symlink_to(tree)
+    Image.new("RGB", (8, 8)).save(root / "val" / "n00000000" / "x.JPEG")
+    manifest = build(SMALL, tmp_path / "m", data_root=root, extractor="pixels", cache_dir=tmp_path / "c")
+    assert "val/ ignored" in manifest.metadata["build"]["source"]["description"]
+    for name, frame in manifest.all_splits().items():
+        assert frame["path"].str.startswith("train/").all()
+        expected = built.all_splits()[name]
+        stripped = frame.assign(sample_id=frame["sample_id"].str[6:], path=frame["path"].str[6:])
+        assert stripped.equals(expected), name
+
+
+def test_precomputed_features_give_the_same_splits(built: Manifest, tree: Path, tmp_path: Path) -> None:
+    listing = imagenet.list_images(tree)
+    per_class = {}
+    for name, idx in imagenet.class_members(listing.paths).items():
+        members = listing.paths[idx].tolist()
+        per_class[name] = feats.extract_files(
+            feats.EXTRACTORS.get("pixels"), tree, {name: (members, "k" + name)}, tmp_path / "f", workers=1
+        )[name]
+    values = np.concatenate([per_class[n] for n in sorted(per_class)])
+    order = np.random.default_rng(1).permutation(len(values))  # rows in any order
+    path = tmp_path / "features.npz"
+    np.savez(path, paths=listing.paths[order], features=values[order])
+    manifest = build(SMALL, tmp_path / "m", features=path)
+    for name, frame in manifest.all_splits().items():
+        assert frame.equals(built.all_splits()[name]), name
+    assert "not looked for" in (manifest.root / "summary.txt").read_text()
+    with pytest.raises(UserError, match="does not list the images"):
+        np.savez(path, paths=listing.paths[1:], features=values[1:])
+        build(SMALL, tmp_path / "m2", data_root=tree, features=path)
+
+
+def test_interrupted_extraction_resumes(
+    built: Manifest, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_save, saved = feats._save, []
+
+    def interrupted(path: Path, array: np.ndarray) -> None:
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real_save(path, array)
+
+    monkeypatch.setattr(feats, "_save", interrupted)
+    kwargs = {"data_root": tree, "extractor": "pixels", "cache_dir": tmp_path / "c", "workers": 1}
+    with pytest.raises(KeyboardInterrupt):
+        build(SMALL, tmp_path / "m", **kwargs)
+    assert len(saved) == 3 and not (tmp_path / "m" / "metadata.json").exists()
+    decoded = []
+    real_decode = feats._decode_chunk
+    monkeypatch.setattr(feats, "_save", real_save)
+    monkeypatch.setattr(feats, "_decode_chunk", lambda job: decoded.extend(job[1]) or real_decode(job))
+    manifest = build(SMALL, tmp_path / "m", **kwargs)
+    assert len(decoded) == sum(class_size(c) for c in range(3, CLASSES))
+    assert manifest_bytes(manifest) == manifest_bytes(built)
+
+
+def test_load_images_is_a_writable_uint8_array(
+    built: Manifest, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLT_BENCH_CACHE", str(tmp_path))
+    paths = built.split("train_cbl")["path"].tolist()[:5]
+    images = load_images(built, paths, tree)
+    assert images.shape == (5, 3, 128, 128) and images.dtype == np.uint8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.from_numpy(images)
+    assert list((tmp_path / "images").glob("*.npy"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "message"),
+    [
+        (None, {"data_root": "missing"}, "is not a folder"),
+        ("empty", {}, "holds no images"),
+        ("counts", {"counts_file": "counts.txt"}, "has 3 entries"),
+        (None, {"profile": "zipf"}, "unknown profile"),
+        (None, {"num_clusters": 4}, "multiple of 3"),
+        ("weights", {"extractor": "torchvision:resnet18", "weights": "w.pt"}, "cannot load --weights"),
+        (None, {"extractor": "pixels", "weights": "w.pt"}, "applies to torchvision"),
+        (None, {"extractor": "torchvision:nosuchnet"}, "not a torchvision classification"),
+    ],
+)
+def test_bad_input_is_a_one_line_user_error(
+    tree: Path, tmp_path: Path, setup: str | None, kwargs: dict, message: str
+) -> None:
+    (tmp_path / "counts.txt").write_text("3\n2\n1\n")
+    (tmp_path / "w.pt").write_bytes(b"not a checkpoint")
+    options = {"data_root": tree, "extractor": "pixels", "cache_dir": tmp_path / "c", "workers": 1}
+    options.update(
+        {k: tmp_path / v if k in ("data_root", "counts_file", "weights") else v for k, v in kwargs.items()}
+    )
+    if setup == "empty":
+        copy = tmp_path / "tree"
+        copy.mkdir()
+        for entry in tree.iterdir():
+            (copy / entry.name).symlink_to(entry)
+        (copy / "n99999999").mkdir()
+        options["data_root"] = copy
+    with pytest.raises(UserError, match=message) as error:
+        build(SMALL, tmp_path / "m", **options)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "m" / "metadata.json").exists()
+
+
+def test_torchvision_weights_file_loads_strictly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import get_model
+
+    path = tmp_path / "resnet18.pt"
+    torch.save(get_model("resnet18").state_dict(), path)
+    extractor = feats.resolve("torchvision:resnet18", path)
+    assert (extractor.resize, extractor.crop) == (260, 256) and len(extractor.weights_sha256) == 64
+    out = extractor.build(torch.device("cpu"))(torch.rand(2, 3, 64, 64) * 255)
+    assert out.shape == (2, 512)
+    torch.save(get_model("resnet34").state_dict(), path)
+    with pytest.raises(UserError, match="does not fit"):
+        feats.resolve("torchvision:resnet18", path).build(torch.device("cpu"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # nothing cached: torchvision must download
+    with pytest.raises(UserError, match="--weights FILE"):
+        feats.resolve("torchvision:resnet18").build(torch.device("cpu"))
+
+
+def test_cli_refuses_options_of_other_benchmarks(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["build-splits", "--benchmark", "imagenet-glt", "--coco-root", str(tmp_path)]
+    )
+    assert result.exit_code == 1 and "--coco-root does not apply to imagenet-glt" in result.output
+    result = runner.invoke(main, ["build-splits", "--benchmark", "fashion-glt", "--weights", "w.pt"])
+    assert result.exit_code == 1 and "--weights does not apply to fashion-glt" in result.output
+    result = runner.invoke(
+        main, ["build-splits", "--benchmark", "imagenet-glt", "--profile", "exp", "--counts-file", "c"]
+    )
+    assert result.exit_code == 1 and "exclude each other" in result.output
+
+
+def test_full_scale_sizes_match_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1000 classes × 1,300 images, six clusters per class of ImageNet-like unequal sizes (GLT-SPEC §8:
+    attributes 42/33/25%). The features carry the cluster id, and K-means (tested above on images) is
+    replaced by reading it, so the test covers listing, ranking, profile, merge and carving at scale."""
+    per_class, classes = 1300, 1000
+    modes = np.repeat(np.arange(6), (np.array(MODE_SHARES) * per_class).astype(int))
+    modes = np.concatenate([modes, np.zeros(per_class - len(modes), dtype=int)])
+    paths = np.char.add(
+        np.repeat(np.char.add(np.char.add("n", np.arange(classes).astype(str)), "/"), per_class),
+        np.tile(np.char.add(np.arange(per_class).astype(str), ".JPEG"), classes),
+    )
+    path = tmp_path / "features.npz"
+    np.savez(path, paths=paths, features=np.tile(modes, classes).astype(np.float32)[:, None])
+    monkeypatch.setattr(imagenet, "cluster_class", lambda f, k, seed: f[:, 0].astype(np.int64))
+    manifest = build(IMAGENET_GLT, tmp_path / "m", features=path)
+    sizes = {name: part["rows"] for name, part in manifest.metadata["splits"].items()}
+    assert sizes["test_gbl"] == sizes["test_cbl"] == 60_000
+    assert sizes["val_glt"] == sizes["val_cbl"] == 30_000 and sizes["test_glt"] == 60_000
+    assert sizes["train_cbl"] == 114_000
+    assert abs(sizes["train_glt"] - 113_460) / 113_460 < 0.02
+    groups = [info.group for info in manifest.classes]
+    assert (groups.count("many"), groups.count("medium"), groups.count("few")) == (400, 450, 150)
+    assert manifest.metadata["build"]["profile"]["sha256"].startswith("a2138f9e")
