@@ -108,7 +108,13 @@ class Decoupled(Method):
         return self.inner.batch_size(recipe, stage) if stage.pretrained else recipe.batch_size
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
-        return self.inner.build_model(backbone, num_classes)
+        model = self.inner.build_model(backbone, num_classes)
+        if not isinstance(getattr(model, "head", None), nn.Module):
+            raise UserError(
+                f"{self.name}: stage1={self.inner.name!r} has no single classifier head to retrain; "
+                "choose a one-head method such as ce, balanced-softmax or ifl"
+            )
+        return model
 
     def begin_stage(self, model: nn.Module, stage: Stage) -> nn.Module:
         self._in_stage1 = stage.pretrained

@@ -174,6 +174,9 @@ def _provenance(record: dict[str, Any], result: dict[str, Any]) -> list[Fact]:
             Fact("images processed", f"{images:,}" if isinstance(images, int) else "–"),
             Fact("GPU-hours", hours_text),
         ]
+        if record.get("transductive"):
+            adapted = result.get("adaptation")
+            facts.append(Fact("transductive", "adapted to the unlabelled test inputs: " + _text(adapted)))
     facts += [
         Fact("record", _text(record.get("_path"))),
         Fact("manifest sha256", _text(record.get("manifest_sha256"))),

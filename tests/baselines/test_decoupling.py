@@ -170,3 +170,10 @@ def test_stage1_loss_and_logits_are_the_stage1_method_s():
 def test_bad_stage1_options_are_user_errors(hparams: dict, fragment: str):
     with pytest.raises(UserError, match=fragment):
         _method("crt", **hparams)
+
+
+@pytest.mark.parametrize("stage1", ["ride", "tade"])
+def test_stage1_without_a_single_head_is_a_user_error(stage1):
+    method = _method("crt", stage1=stage1)
+    with pytest.raises(UserError, match="no single classifier head"):
+        method.build_model(BACKBONES.get("small-cnn")(1), 10)

@@ -4,6 +4,7 @@ aggregation rules, the paper's reported rows, provenance, escaping and determini
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import hashlib
 import io
@@ -246,3 +247,12 @@ def test_readme_section_is_replaced_between_its_markers():
     )
     with pytest.raises(ValueError, match="results:mscoco-glt"):
         replace_section(text, "mscoco-glt", "new\n")
+
+
+def test_a_transductive_run_says_so_in_its_provenance(records):
+    rec = copy.deepcopy(records[0])
+    rec["transductive"] = True
+    rec["results"][0]["adaptation"] = {"aggregation_weights": [0.5, 0.3, 0.2]}
+    row = tables_by_key([rec])[("fashion-glt", rec["results"][0]["protocol"])].rows[0]
+    facts = {fact.label: fact.text for fact in row.provenance[0]}
+    assert facts["transductive"].endswith('{"aggregation_weights": [0.5, 0.3, 0.2]}')
