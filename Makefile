@@ -50,6 +50,7 @@ bench: setup data
 	$(PY) bench/cpu_throughput.py
 	PYTHONPATH=. $(PY) bench/train_throughput.py
 	PYTHONPATH=. $(PY) bench/extract_throughput.py
+	PYTHONPATH=. $(PY) bench/dpp_scale.py
 
 # The README's fashion-glt table: every line of docs/results-sweep.txt × SEEDS under all protocols,
 # JOBS single-threaded processes at a time (deterministic CPU numbers); finished runs are skipped.

@@ -164,7 +164,7 @@ class BnsIpdpp(Method):
         "resample_fraction": 0.1,  # IP-DPP every max(1, ⌊0.1E₂⌋) epochs (10 of 100; code: 0.2)
         "k_factor": 10,  # k = k_factor·N_min per class
         "sampler": "exact-k",  # exact-k | paper | official
-        "dense_limit": DENSE_LIMIT,  # largest class for the dense eigendecomposition
+        "dense_limit": DENSE_LIMIT,  # largest class solved densely; larger: secular equation
     }
     PROVISIONAL: ClassVar[tuple[str, ...]] = ("m", "n", "tau")
 
@@ -180,8 +180,9 @@ class BnsIpdpp(Method):
                 raise UserError(f"bns-ipdpp: variant=code sets {', '.join(clash)} itself; leave them out")
             self.hparams.update(loss="code", sampler="official", resample_fraction=0.2)
         for key in ("m", "n", "k_factor", "proj_hidden", "proj_dim", "dense_limit"):
-            if h[key] < (0 if key in ("m", "n") else 1):
-                raise UserError(f"bns-ipdpp: {key} must be {'≥ 0' if key in ('m', 'n') else '≥ 1'}")
+            at_least = 0 if key in ("m", "n", "dense_limit") else 1  # dense_limit 0: never dense
+            if h[key] < at_least:
+                raise UserError(f"bns-ipdpp: {key} must be ≥ {at_least}")
         for key in ("tau", "lr_per_256", "stage2_fraction", "resample_fraction"):
             if not h[key] > 0:
                 raise UserError(f"bns-ipdpp: {key} must be > 0, got {h[key]}")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from baselines.dpp import (
+    RankOneSpectrum,
     greedy_projection_select,
     ipdpp_kernel,
     log_esp,
@@ -146,9 +147,65 @@ def test_selection_prefers_low_confidence_high_information_samples_unlike_unifor
     assert np.mean(uncertain["official"]) < 3.2
 
 
-def test_a_class_above_the_dense_limit_is_a_user_error_naming_the_remedy():
-    with pytest.raises(UserError, match="dense eigendecomposition limit of 10"):
-        select_items(torch.rand(11), 3, "exact-k", np.random.default_rng(0), dense_limit=10)
-    assert len(select_items(torch.rand(11), 3, "official", np.random.default_rng(0), dense_limit=10)) == 3
+def _structured_test_vectors(kind: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(len(kind))
+    if kind == "distinct":
+        return torch.rand(300, generator=g, dtype=torch.float64)
+    if kind == "ties":  # 9 distinct values among 400 items
+        return torch.round(torch.rand(400, generator=g, dtype=torch.float64) * 8) / 8
+    p = torch.rand(250, generator=g, dtype=torch.float64)  # zeros, negligible weights and a tie group
+    p[::5], p[1::7] = 0.0, 1e-14
+    return torch.where(p > 0.9, torch.tensor(0.5, dtype=torch.float64), p)
+
+
+@pytest.mark.parametrize("kind", ["distinct", "ties", "zeros"])
+@pytest.mark.parametrize("scale", ["paper", "code"])
+def test_structured_spectrum_matches_dense_eigh(kind, scale):
+    p = _structured_test_vectors(kind)
+    kernel = ipdpp_kernel(p, scale)
+    eigenvalues, eigenvectors = torch.linalg.eigh(kernel)
+    spectrum = RankOneSpectrum(p, scale)
+    assert torch.allclose(spectrum.values, eigenvalues, rtol=0, atol=1e-13)
+    v = spectrum.vectors(np.arange(len(p)))
+    assert torch.allclose(v.T @ v, torch.eye(len(p), dtype=torch.float64), rtol=0, atol=1e-12)
+    assert torch.allclose(kernel @ v, v * spectrum.values, rtol=0, atol=1e-12)
+    # simple eigenvalues: the same vector up to sign; repeated ones: the same eigenspace projector, both
+    # to within the eigenvectors' conditioning (Davis–Kahan: rounding / gap to the rest of the spectrum)
+    values = [*eigenvalues.tolist(), math.inf]
+    start = 0
+    while start < len(p):
+        stop = start + 1
+        while stop < len(p) and values[stop] - values[stop - 1] < 1e-9:
+            stop += 1
+        separation = min(
+            values[start] - values[start - 1] if start else math.inf, values[stop] - values[stop - 1]
+        )
+        ours, theirs = v[:, start:stop], eigenvectors[:, start:stop]
+        tolerance = max(1e-10, 1e-14 / separation)
+        assert torch.allclose(ours @ ours.T, theirs @ theirs.T, rtol=0, atol=tolerance)
+        start = stop
+
+
+def test_structured_spectrum_forms_only_the_chosen_vectors():
+    p = _structured_test_vectors("ties")
+    spectrum = RankOneSpectrum(p)
+    chosen = np.array([399, 0, 57])
+    assert torch.equal(spectrum.vectors(chosen), spectrum.vectors(np.arange(400))[:, chosen])
+
+
+@pytest.mark.parametrize("sampler", ["exact-k", "paper"])
+def test_structured_path_selects_what_the_dense_path_selects(sampler):
+    p = torch.rand(600, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for seed in range(3):
+        dense = select_items(p, 60, sampler, np.random.default_rng(seed))
+        structured = select_items(p, 60, sampler, np.random.default_rng(seed), dense_limit=0)
+        assert np.array_equal(dense, structured)
+
+
+def test_above_the_dense_limit_selection_uses_the_structured_solver():
+    p = torch.rand(11, generator=torch.Generator().manual_seed(2))
+    picked = select_items(p, 3, "exact-k", np.random.default_rng(0), dense_limit=10)
+    assert len(picked) == 3 and len(set(picked)) == 3
+    assert len(select_items(p, 3, "official", np.random.default_rng(0), dense_limit=10)) == 3
     with pytest.raises(UserError, match="exact-k, paper, official"):
-        select_items(torch.rand(11), 3, "greedy", np.random.default_rng(0))
+        select_items(p, 3, "greedy", np.random.default_rng(0))
