@@ -101,6 +101,14 @@ class Method:
         stage = Stage(name, recipe.epochs, recipe.lr, recipe.momentum, recipe.weight_decay, recipe.schedule)
         return Stage(**{**stage.__dict__, **changes})
 
+    def stage2_stage(self, recipe: Recipe, fraction: float, **changes: Any) -> Stage:
+        """METHODS.md §0's stage 2 (cRT, LWS, RIDE stage 2): max(1, ⌊fraction·E⌋) epochs, cosine, on
+        the frozen backbone; samplers and heads are the method's."""
+        epochs = max(1, milestone(fraction, recipe.epochs))
+        return self.base_stage(
+            recipe, "stage2", epochs=epochs, schedule="cosine", freeze_backbone=True, **changes
+        )
+
     def batch_size(self, recipe: Recipe, stage: Stage) -> int:
         """Images per optimiser step (a method drawing two batches per step returns twice the size)."""
         return recipe.batch_size

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.base import METHODS, Method, Stage, StepContext, milestone, parse_overrides
+from baselines.base import METHODS, Method, Stage, StepContext, parse_overrides
 from baselines.samplers import class_aware
 from benchmark.errors import UserError
 from benchmark.metrics import balanced_accuracy
@@ -98,10 +98,7 @@ class Decoupled(Method):
             raise UserError(f"{self.name}: stage1 must be a one-stage method, not {self.inner.name!r}")
         stages = [replace(inner_stages[0], name="stage1", pretrained=True)]
         if self.retrains:
-            epochs = max(1, milestone(self.hparams["stage2_fraction"], recipe.epochs))
-            stages.append(
-                self.base_stage(recipe, "stage2", epochs=epochs, schedule="cosine", freeze_backbone=True)
-            )
+            stages.append(self.stage2_stage(recipe, self.hparams["stage2_fraction"]))
         return stages
 
     def batch_size(self, recipe: Recipe, stage: Stage) -> int:

@@ -59,6 +59,7 @@ from baselines.samplers import distribution
 from baselines.tade import TADE
 from benchmark.errors import UserError
 from benchmark.models import Network
+from benchmark.parallel import rank_and_world
 from benchmark.recipes import Recipe
 
 if TYPE_CHECKING:
@@ -67,12 +68,6 @@ if TYPE_CHECKING:
 LOSSES = ("bs", "ce", "la-posthoc")
 ENV_TYPES = ("intra", "simple_aug")
 EXPERTS: dict[str, type[Method] | None] = {"none": None, "ride": RIDE, "tade": TADE}
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class CentredNetwork(Network):
@@ -289,7 +284,7 @@ class InvariantFeatureLearning(Method):
             self._prob = torch.full((self.num_train + 1,), -1.0, device=device)
             self._stamp = torch.full((self.num_train,), -1, dtype=torch.long, device=device)
             self._steps = 0
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         indices = indices.to(device)
         stamp = (self._steps * world + rank) * 2**24 + torch.arange(len(indices), device=device)
         self._steps += 1
@@ -301,7 +296,7 @@ class InvariantFeatureLearning(Method):
     def _statistics(self) -> np.ndarray:
         """This epoch's record (−1: not drawn), merged over data-parallel ranks."""
         prob, stamp = self._prob[: self.num_train], self._stamp
-        if _rank_and_world()[1] > 1:
+        if rank_and_world()[1] > 1:
             latest = stamp.clone()
             dist.all_reduce(latest, op=dist.ReduceOp.MAX)
             prob = torch.where(stamp == latest, prob, 0.0)

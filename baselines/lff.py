@@ -36,6 +36,7 @@ from torch import nn
 from baselines.base import METHODS, Method, StepContext
 from benchmark.errors import UserError
 from benchmark.models import Network
+from benchmark.parallel import rank_and_world
 
 
 class BackbonePair(nn.Module):
@@ -111,7 +112,7 @@ def _global_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every data-parallel rank's (indices, labels, 2×B losses) of this step (the step's indices are
     distinct under the shuffle sampler): one dense all-reduce over the training set."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if rank_and_world()[1] == 1:
         return indices, labels, losses
     dense = torch.zeros(3, size, device=losses.device)
     dense[:2, indices] = losses

@@ -110,11 +110,7 @@ class RIDE(Method):
         )
         if not self.hparams["stage2"]:
             return [main]
-        epochs = max(1, milestone(self.hparams["stage2_fraction"], recipe.epochs))
-        stage2 = self.base_stage(
-            recipe, "stage2", epochs=epochs, schedule="cosine", freeze_backbone=True, weight_decay=wd
-        )
-        return [main, stage2]
+        return [main, self.stage2_stage(recipe, self.hparams["stage2_fraction"], weight_decay=wd)]
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
         return ExpertNetwork(

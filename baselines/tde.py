@@ -32,6 +32,7 @@ from torch import nn
 from baselines.base import METHODS, Method, StepContext
 from benchmark.errors import UserError
 from benchmark.models import Network
+from benchmark.parallel import rank_and_world
 
 if TYPE_CHECKING:
     from benchmark.engine import Session
@@ -86,7 +87,7 @@ class TDEClassifier(nn.Module):
         with torch.autocast(features.device.type, enabled=False):
             f = features.detach().float()
             total = torch.cat([f.sum(0), f.new_tensor([len(f)])])
-            if dist.is_available() and dist.is_initialized():
+            if rank_and_world()[1] > 1:
                 dist.all_reduce(total)
             self.moving_average.mul_(decay).add_(total[:-1] / total[-1], alpha=1.0 - decay)
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from baselines.base import Method, Stage, StepContext
 from benchmark.atomic import atomic_path
+from benchmark.parallel import rank_and_world
 from benchmark.recipes import Recipe
 from benchmark.selection import SELECTION_RULES
 from benchmark.transforms import Pipeline, to_device
@@ -78,12 +79,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in ("bf16", "fp16", "fp32"):
         raise ValueError(f"unknown precision {precision!r}")
     return precision
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 @torch.inference_mode()
@@ -254,7 +249,7 @@ class _Checkpoints:
         self.path = None if directory is None else Path(directory) / CHECKPOINT
 
     def save(self, state: dict[str, Any]) -> None:
-        if self.path is None or _world()[0] != 0:
+        if self.path is None or rank_and_world()[0] != 0:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
@@ -315,7 +310,7 @@ def train(
     rule = SELECTION_RULES.get(selection_rule)
     device = pipeline.device
     precision = resolve_precision(precision, device)
-    rank, world = _world()
+    rank, world = rank_and_world()
     torch.manual_seed(seed)
     model = model.to(device).to(memory_format=torch.channels_last)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
