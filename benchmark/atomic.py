@@ -6,9 +6,14 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from benchmark.errors import UserError
+
+TEMPORARY_GLOB = ".*.tmp"  # the names atomic_path gives its temporary files
 
 
 @contextlib.contextmanager
@@ -40,3 +45,35 @@ def write_text(target: str | Path, text: str) -> None:
 
 def write_json(target: str | Path, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def ensure_writable_dir(path: str | Path, what: str = "--out") -> Path:
+    """Create `path` if needed and prove it takes new files, before any long work writes there.
+
+    A probe file is created and removed (permission bits alone do not tell: root ignores them, and a
+    read-only mount or an immutable folder refuses root too). Raises UserError naming the folder.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"{what} {path} is not a writable folder ({reason}); choose another folder") from None
+    return path
+
+
+def remove_temporaries(folder: str | Path, older_than: float = 0.0) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder` (not recursive), those
+    last modified over `older_than` seconds ago; returns what was removed. Call it only where no live
+    writer can be mid-write (e.g. while holding the folder's lock), or with an age margin."""
+    removed = []
+    now = time.time()
+    for path in Path(folder).glob(TEMPORARY_GLOB):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and now - path.stat().st_mtime >= older_than:
+                path.unlink()
+                removed.append(path)
+    return removed
