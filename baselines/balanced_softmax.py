@@ -1,5 +1,5 @@
 """Balanced Softmax (`balanced-softmax`): train with CE(z + log(π + 1e-12), y), predict argmax z
-(Ren et al., NeurIPS 2020; METHODS.md §4). No meta-sampler."""
+(Ren et al., NeurIPS 2020; docs/methods.md §4). No meta-sampler."""
 
 from __future__ import annotations
 

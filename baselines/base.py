@@ -40,7 +40,7 @@ class Stage:
     `milestones`, 0-based epochs within the stage), "constant", or "warmup-cosine" (stepped every
     iteration: linear warm-up over `warmup_epochs`, then cosine to 0). `optimizer` is "sgd" (with
     `momentum`, no Nesterov) or "adamw" (with `betas`). A stage with `freeze_backbone`
-    trains with the backbone's parameters frozen and the backbone in eval mode (GLT-SPEC §7g).
+    trains with the backbone's parameters frozen and the backbone in eval mode (docs/benchmarks.md §7g).
     `pretrained` marks a stage that `glt-bench run --from RUN` may replace by a finished run's weights.
     """
 
@@ -60,7 +60,7 @@ class Stage:
 
 
 def milestone(fraction: float, epochs: int) -> int:
-    """A milestone stated for the 100-epoch base schedule, scaled to `epochs` (METHODS.md §0)."""
+    """A milestone stated for the 100-epoch base schedule, scaled to `epochs` (docs/methods.md §0)."""
     return math.floor(fraction * epochs)
 
 
@@ -102,7 +102,7 @@ class Method:
         return Stage(**{**stage.__dict__, **changes})
 
     def stage2_stage(self, recipe: Recipe, fraction: float, **changes: Any) -> Stage:
-        """METHODS.md §0's stage 2 (cRT, LWS, RIDE stage 2): max(1, ⌊fraction·E⌋) epochs, cosine, on
+        """docs/methods.md §0's stage 2 (cRT, LWS, RIDE stage 2): max(1, ⌊fraction·E⌋) epochs, cosine, on
         the frozen backbone; samplers and heads are the method's."""
         epochs = max(1, milestone(fraction, recipe.epochs))
         return self.base_stage(
@@ -189,7 +189,7 @@ class Method:
 
     # --- shared helpers -------------------------------------------------------------------
     def log_prior(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """log π_c of the training split, indexed by integer class id (GLT-SPEC §7c)."""
+        """log π_c of the training split, indexed by integer class id (docs/benchmarks.md §7c)."""
         prior = self.class_counts / self.class_counts.sum()
         return torch.log(torch.as_tensor(prior, dtype=torch.float32, device=device) + 1e-12)
 

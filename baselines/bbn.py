@@ -1,5 +1,5 @@
 """BBN, the Bilateral-Branch Network with cumulative learning (`bbn`; Zhou et al., CVPR 2020;
-METHODS.md §9; original `models/ResNet_BBN.py` and its `bbn_mix` combiner).
+docs/methods.md §9; original `models/ResNet_BBN.py` and its `bbn_mix` combiner).
 
 - Network (`BilateralNetwork`): the backbone split at its last residual block
   (`split_backbone(…, "last-block")`; on small-cnn the branch is the third block): a shared trunk,

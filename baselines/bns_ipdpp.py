@@ -1,4 +1,4 @@
-"""BNS + IP-DPP (`bns-ipdpp`; Lin & Yuan, NeurIPS 2025; METHODS.md §16): Balanced Negative Sampling
+"""BNS + IP-DPP (`bns-ipdpp`; Lin & Yuan, NeurIPS 2025; docs/methods.md §16): Balanced Negative Sampling
 representation learning, then a classifier trained on information-preservable DPP subsets.
 
 Stage 1 (`bns`): the benchmark's backbone from scratch plus a projector Linear(d→2048), ReLU,

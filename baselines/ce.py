@@ -1,4 +1,4 @@
-"""Cross-entropy baseline (`ce`): empirical risk minimisation with a shuffle sampler (METHODS.md §1)."""
+"""Cross-entropy baseline (`ce`): empirical risk minimisation with a shuffle sampler (docs/methods.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Decoupling (Kang et al., ICLR 2020; METHODS.md §6): learn a representation, then re-balance the
+"""Decoupling (Kang et al., ICLR 2020; docs/methods.md §6): learn a representation, then re-balance the
 classifier: cRT (`crt`), LWS (`lws`) and τ-norm (`tau-norm`).
 
 Stage 1 is another registered one-stage method, `ce` by default (option `stage1`), run exactly as

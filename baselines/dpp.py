@@ -1,4 +1,4 @@
-"""The DPP mathematics of IP-DPP (METHODS.md §16, stage 2): the information-preservable kernel, exact
+"""The DPP mathematics of IP-DPP (docs/methods.md §16, stage 2): the information-preservable kernel, exact
 k-DPP eigenvector selection with elementary symmetric polynomials in log space (Kulesza & Taskar,
 ICML 2011), the paper's Algorithm 1 item selection, and the per-class subset of each sampler.
 

@@ -1,4 +1,4 @@
-"""DRO-LT (`dro-lt`; Samuel & Chechik, ICCV 2021; METHODS.md §15): a distributional-robustness loss
+"""DRO-LT (`dro-lt`; Samuel & Chechik, ICCV 2021; docs/methods.md §15): a distributional-robustness loss
 on penultimate features around class centroids with learned radii ε, then classifier retraining.
 
 Three stages (the public code's phases):

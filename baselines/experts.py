@@ -1,4 +1,4 @@
-"""The multi-expert network RIDE (§10) and TADE (§11) share (METHODS.md §10 "Network").
+"""The multi-expert network RIDE (§10) and TADE (§11) share (docs/methods.md §10 "Network").
 
 The backbone is split at "layer3" (`benchmark.models.split_backbone`): a shared trunk (ResNeXt-50:
 stem … layer2; small-cnn: its first two blocks) and K experts, each its own freshly initialised

@@ -1,4 +1,4 @@
-"""Focal loss (`focal`): −(1 − p_y)^γ·log p_y with γ = 2 and no class weight (METHODS.md §2)."""
+"""Focal loss (`focal`): −(1 − p_y)^γ·log p_y with γ = 2 and no class weight (docs/methods.md §2)."""
 
 from __future__ import annotations
 

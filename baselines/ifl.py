@@ -1,4 +1,4 @@
-"""IFL, Invariant Feature Learning (`ifl`; Tang et al., ECCV 2022; METHODS.md §14): the original's
+"""IFL, Invariant Feature Learning (`ifl`; Tang et al., ECCV 2022; docs/methods.md §14): the original's
 two-environment centre-loss training (`center_dual`).
 
 - Environments: two DistributionSamplers (§0) over the training set, each drawing N indices per

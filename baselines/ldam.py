@@ -1,4 +1,4 @@
-"""LDAM-DRW (`ldam-drw`; Cao et al., NeurIPS 2019; METHODS.md §5).
+"""LDAM-DRW (`ldam-drw`; Cao et al., NeurIPS 2019; docs/methods.md §5).
 
 A cosine classifier z_c = cos θ_c, the label-distribution-aware margin loss
 CE(s·(z − m_y·e_y), y; w) with m_c ∝ n_c^(−1/4) (largest 0.5) and s = 30, and deferred

@@ -1,4 +1,4 @@
-"""Learning from Failure (`lff`; Nam et al., NeurIPS 2020; METHODS.md §13).
+"""Learning from Failure (`lff`; Nam et al., NeurIPS 2020; docs/methods.md §13).
 
 - Two full models, a biased and a debiased one (backbone + bias-free linear classifier each), in one
   `LfFNetwork`: the engine's single optimiser and schedule update both every step, its backbone

@@ -1,4 +1,4 @@
-"""Logit Adjustment (Menon et al., ICLR 2021; METHODS.md §3): the loss form `la` and the post-hoc
+"""Logit Adjustment (Menon et al., ICLR 2021; docs/methods.md §3): the loss form `la` and the post-hoc
 form `la-posthoc`. `adjusted_cross_entropy` is the one logit-adjusted CE of glt-bench; Balanced
 Softmax (§4) and IFL's default loss use it too."""
 

@@ -1,4 +1,4 @@
-"""Mixup (`mixup`; Zhang et al., ICLR 2018; METHODS.md §7): one λ ~ Beta(α, α) and one permutation σ
+"""Mixup (`mixup`; Zhang et al., ICLR 2018; docs/methods.md §7): one λ ~ Beta(α, α) and one permutation σ
 per batch, x̃ = λx + (1 − λ)x_σ, L = λ·CE(z(x̃), y) + (1 − λ)·CE(z(x̃), y_σ).
 
 `mix_batch` and `mixed_cross_entropy` are public for IFL's Mixup + IFL (§14). Every draw comes from

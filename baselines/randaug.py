@@ -1,4 +1,4 @@
-"""RandAugment (`randaug`; Cubuk et al., CVPR Workshops 2020; METHODS.md §8): CE training with
+"""RandAugment (`randaug`; Cubuk et al., CVPR Workshops 2020; docs/methods.md §8): CE training with
 RandAugment applied to the uint8 training images of each batch on the CPU.
 
 `policy=original` re-implements the UDA-style policy of PyPI `randaugment` 1.0.2, which the original

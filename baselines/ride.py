@@ -1,4 +1,4 @@
-"""RIDE (`ride`; Wang et al., ICLR 2021; METHODS.md §10): diverse distribution-aware experts.
+"""RIDE (`ride`; Wang et al., ICLR 2021; docs/methods.md §10): diverse distribution-aware experts.
 
 - Network: `ExpertNetwork` (baselines/experts.py), 3 experts of width 0.75 on a shared trunk, each with
   a cosine classifier scaled by s = 30; prediction z̄ = the mean of the expert logits. No router.

@@ -1,4 +1,4 @@
-"""The shared training-set samplers of METHODS.md §0, as plain functions of (labels or weights, rng).
+"""The shared training-set samplers of docs/methods.md §0, as plain functions of (labels or weights, rng).
 
 Each returns the dataset indices to visit in one epoch, drawn only from the numpy Generator it is
 given, so an epoch's order is a function of the seed. Decoupling's stage 2, BBN, DRO-LT and IFL use

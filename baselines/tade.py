@@ -1,5 +1,5 @@
 """TADE (`tade`; Zhang et al., NeurIPS 2022, "Self-Supervised Aggregation of Diverse Experts";
-METHODS.md §11): three experts skilled at different test class distributions.
+docs/methods.md §11): three experts skilled at different test class distributions.
 
 - Network: RIDE's (§10, baselines/experts.py): 3 experts, cosine classifiers scaled by s = 30.
 - Loss, summed: expert 1 CE(z_1, y) (forward, long-tailed); expert 2 CE(z_2 + log π, y) (balanced);

@@ -1,4 +1,4 @@
-"""Deconfound-TDE (`tde`; Tang, Huang & Zhang, NeurIPS 2020; METHODS.md §12).
+"""Deconfound-TDE (`tde`; Tang, Huang & Zhang, NeurIPS 2020; docs/methods.md §12).
 
 - Classifier (`TDEClassifier`): the feature f is split into K equal parts f^k (K = `heads`, 2) and
   z_c = (τ/K)·Σ_k w_c^k·f̂^k / (‖w_c^k‖ + γ), f̂^k = f^k/‖f^k‖, τ = 16, γ = 1/32; weights drawn

@@ -1,4 +1,4 @@
-"""IP-DPP selection time for one large class (METHODS.md §16, "Scale"): the secular-equation path of
+"""IP-DPP selection time for one large class (docs/methods.md §16, "Scale"): the secular-equation path of
 baselines/dpp.py on N = 5,000, 20,000 and 61,000 items (MSCOCO-GLT's person class), k = 100, with
 the dense eigendecomposition's time beside it where N allows (≤ 5,000). Deterministic inputs: p
 uniform in (0, 1) from a seeded generator, rounded through float32 as the softmax gives them."""

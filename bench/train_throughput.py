@@ -44,7 +44,7 @@ from benchmark.models import BACKBONES
 from benchmark.recipes import RECIPES
 from benchmark.transforms import Pipeline
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet (GLT-SPEC §6)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet (docs/benchmarks.md §6)
 NUM_CLASSES, TREE_CLASSES = 1000, 64
 TARGETS = {"ours_img_s": 10_000, "ratio": 9.0}  # one H100
 REFERENCES = {  # measured on one H100 (issue 4, ENVIRONMENT.md §8)

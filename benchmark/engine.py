@@ -203,7 +203,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, stage: Stage, epoch: float) -> Non
 
 
 def _set_frozen(model: nn.Module, frozen: bool) -> None:
-    """Freeze the backbone's parameters (GLT-SPEC §7g; `_train_mode` keeps it in eval mode), or undo it."""
+    """Freeze the backbone's parameters (docs/benchmarks.md §7g; `_train_mode` sets eval mode), or undo it."""
     for p in model.backbone.parameters():
         p.requires_grad_(not frozen)
 

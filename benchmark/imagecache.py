@@ -9,7 +9,7 @@ GPU in batches.
 What is stored: each image is cut to its centre square, which is resized to S×S with Pillow's
 antialiased bilinear filter (the filter of torchvision's `Resize`). An object crop (`bbox` = [x, y,
 w, h] in pixels, clipped to the image) is instead padded with black to a centred square, as the
-original MSCOCO-GLT crops were saved (GLT-SPEC §4), and that square is resized to S×S. JPEGs are
+original MSCOCO-GLT crops were saved (docs/benchmarks.md §4), and that square is resized to S×S. JPEGs are
 first decoded at a reduced scale (`Image.draft`: 1/2, 1/4 or 1/8 in the DCT domain, never below S
 on the square's side), which is several times faster than decoding at full size. Grey-scale,
 palette and alpha images are converted to RGB.

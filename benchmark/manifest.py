@@ -201,7 +201,7 @@ class Manifest:
         return np.array([info.group for info in self.classes])
 
     def class_counts(self, split: str) -> np.ndarray:
-        """Training count of each class id in a train split (the prior n_c of GLT-SPEC §7c)."""
+        """Training count of each class id in a train split (the prior n_c of docs/benchmarks.md §7c)."""
         return np.array([getattr(info, split) for info in self.classes], dtype=np.int64)
 
     def _read(self, folder: str, split: str) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""GLT metrics (GLT-SPEC §5), computed in one place so every number means the same.
+"""GLT metrics (docs/benchmarks.md §5), computed in one place so every number means the same.
 
 Keys are stable: `acc`, `prec`, `f1`, `acc_<group>` / `prec_<group>` for many/medium/few,
 `acc_att<k>` / `prec_att<k>` per attribute, `acc_worst_att`, and `n` (samples). A group or

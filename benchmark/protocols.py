@@ -1,4 +1,4 @@
-"""The three GLT protocols (GLT-SPEC §2): which split trains, which selects, which tests."""
+"""The three GLT protocols (docs/benchmarks.md §2): which split trains, which selects, which tests."""
 
 from __future__ import annotations
 

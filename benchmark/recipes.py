@@ -1,4 +1,4 @@
-"""Training recipes: backbone, input handling and optimiser schedule, registered by name (GLT-SPEC §6)."""
+"""Training recipes: backbone, input handling and optimiser schedule, by name (docs/benchmarks.md §6)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Recipe:
     epochs: int
     batch_size: int
     lr: float
-    momentum: float  # explicit, never implied (GLT-SPEC §7d)
+    momentum: float  # explicit, never implied (docs/benchmarks.md §7d)
     weight_decay: float
     schedule: str  # "cosine": annealed to 0, stepped once per epoch
     augment: str
@@ -40,7 +40,7 @@ for _recipe in (
     # The original's effective setting: ResNeXt-50 32x4d from scratch at 112 px, momentum 0.
     Recipe("original", "resnext50_32x4d", 100, 256, 0.1, 0.0, 5e-4, "cosine", "resized-crop", True,
            image_size=112),
-    # The same with the momentum the original's config file meant (GLT-SPEC §7d).
+    # The same with the momentum the original's config file meant (docs/benchmarks.md §7d).
     Recipe("default", "resnext50_32x4d", 100, 256, 0.1, 0.9, 5e-4, "cosine", "resized-crop", True,
            image_size=112),
 ):  # fmt: skip

@@ -1,4 +1,4 @@
-"""Model-selection rules on Val, each with the name stored in every run record (GLT-SPEC §5)."""
+"""Model-selection rules on Val, each with the name stored in every run record (docs/benchmarks.md §5)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Source: K. Tang, M. Tao, J. Qi, Z. Liu, H. Zhang, "Invariant Feature Learning for Generalized
 Long-Tailed Classification", ECCV 2022 — the poster table (project page of
 KaihuaTang/Generalized-Long-Tailed-Benchmarks.pytorch, branch `project_page`, `asset/4408.png`),
-transcribed in GLT-SPEC §10. The poster does not name the dataset; its 1000-class scale (Baseline
+transcribed in docs/benchmarks.md §10. The poster does not name the dataset; its 1000-class scale (Baseline
 CLT accuracy 42.52) identifies ImageNet-GLT. Each cell is accuracy and precision in percent for the
 many / medium / few groups and overall; the poster has no ALT, attribute-wise or F1 numbers.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 BENCHMARK = "imagenet-glt"
-SOURCE = "Tang et al., ECCV 2022, poster table (GLT-SPEC §10)"
+SOURCE = "Tang et al., ECCV 2022, poster table (docs/benchmarks.md §10)"
 NOTE = (
     "momentum 0 and the original code as shipped, including its prior-ordering issue for "
-    "Balanced Softmax, LDAM, RIDE, TADE and IFL (GLT-SPEC §7c)"
+    "Balanced Softmax, LDAM, RIDE, TADE and IFL (docs/benchmarks.md §7c)"
 )
 COLUMNS = ("many", "medium", "few", "overall")
 

@@ -1,6 +1,6 @@
 """Pretext attributes: seeded K-means per class, clusters merged by size rank into 3 attributes.
 
-GLT-SPEC §3 and §7(a): clusters are ranked by size (ties to the cluster holding the smallest sample
+docs/benchmarks.md §3 and §7(a): clusters are ranked by size (ties to the cluster holding the smallest sample
 index); attribute a takes ranks [aK/3, (a+1)K/3); inside an attribute the larger cluster comes first
 and each cluster's members are in a seeded random order, so prefixes are random picks per cluster.
 """

@@ -1,4 +1,4 @@
-"""The GLT split-carving algorithm (GLT-SPEC §3 steps 1–6, with the checks of §7(l)).
+"""The GLT split-carving algorithm (docs/benchmarks.md §3 steps 1–6, with the checks of §7(l)).
 
 Input: per class (by class id) its 3 ordered attribute lists of sample indices. Test-GBL and
 Test-CBL are popped from the front of the lists and shared by both families; the rest is truncated

@@ -1,4 +1,4 @@
-"""fashion-glt, the embedded default benchmark (GLT-SPEC §9), and its smoke-test variant.
+"""fashion-glt, the embedded default benchmark (docs/benchmarks.md §9), and its smoke-test variant.
 
 Data: Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017; MIT licence, © Zalando SE): 70,000 28×28 grey
 images in 10 classes, train and test files pooled. Sample ids `train/00000`…`test/09999`; the id is
@@ -87,7 +87,7 @@ class FashionSource:
 
 
 def _find_folder(data_root: Path | None, cache_dir: Path) -> Path:
-    """The first folder holding the four IDX files (GLT-SPEC §9 order)."""
+    """The first folder holding the four IDX files (docs/benchmarks.md §9 order)."""
 
     def complete(folder: Path) -> bool:
         return all((folder / n).exists() or (folder / f"{n}.gz").exists() for n in IDX_SHA256)

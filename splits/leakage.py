@@ -1,7 +1,7 @@
 """The leakage check run after every build (issue 3): no sample in two splits of one family, and a
 warning, with counts, for identical files (same bytes) on both sides of a train/test pair.
 
-Families are those of GLT-SPEC §1: the LT family (`train_glt`, `val_glt`, `test_glt`, and the shared
+Families are those of docs/benchmarks.md §1: the LT family (`train_glt`, `val_glt`, `test_glt`, and the shared
 tests) and the BL family (`train_cbl`, `val_cbl`, shared tests). Train-GLT and Train-CBL, or Train-CBL
 and Val-GLT, may share samples: they are never used together.
 """

@@ -1,4 +1,4 @@
-"""mscoco-glt: MSCOCO-GLT (GLT-SPEC §4 with the differences of §7), object crops of COCO 2014 with
+"""mscoco-glt: MSCOCO-GLT (docs/benchmarks.md §4 with the differences of §7), object crops of COCO 2014 with
 their COCO-Attributes annotations.
 
 Inputs: `--coco-root DIR` in COCO's own layout (`annotations/instances_train2014.json`,
@@ -273,7 +273,7 @@ def load_objects(coco_root: Path) -> Objects:
 
 
 def crop_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
-    """The object crop of GLT-SPEC §4 as integer (x, y, w, h): each side extended by 50 px (extent
+    """The object crop of docs/benchmarks.md §4 as integer (x, y, w, h): each side extended by 50 px (extent
     < 100) or by 0.2 of the extent, clipped to the image, rounded as Pillow rounds crop coordinates.
     Load time pads it to a centred square with black (benchmark/imagecache.py)."""
     x, y, w, h = (float(v) for v in box)
@@ -307,7 +307,7 @@ def balanced_picks(positives: np.ndarray, count: int) -> np.ndarray:
     """Rows of a class's binary attribute matrix chosen greedily to keep the summed histogram flat.
 
     Each pick adds the row v minimising std((D + v) / Σ(D + v)), D = the attribute histogram of the
-    rows picked so far (GLT-SPEC §4). The normalised vector always has mean 1/A, so that is
+    rows picked so far (docs/benchmarks.md §4). The normalised vector always has mean 1/A, so that is
     minimising (ΣD² + 2·D·v + Σv) / (ΣD + Σv)². D·v is kept for every row and updated by the picked
     row's columns only; scores are compared exactly (rows of equal Σv share a denominator, so only
     the best of each group competes, as a fraction where floats cannot tell); ties go to the first
@@ -356,7 +356,7 @@ def balanced_picks(positives: np.ndarray, count: int) -> np.ndarray:
 
 
 def attribute_levels(positives: np.ndarray, labels: np.ndarray, train_hist: np.ndarray) -> np.ndarray:
-    """The 3-level attribute label of one split's rows (GLT-SPEC §4).
+    """The 3-level attribute label of one split's rows (docs/benchmarks.md §4).
 
     score = h·b, h = the class's positive-attribute histogram over the family's train split and b =
     the row's binary vector, both L1-normalised (+1e-9); level 0 above the score at position ⌊n/3⌋
@@ -404,7 +404,7 @@ def carve_tests(
 def carve_families(
     remaining: Sequence[np.ndarray], lt_counts: Sequence[int], variant: CocoVariant, seed: int
 ) -> dict[str, np.ndarray]:
-    """Train/Val of both families and Test-GLT from what the tests left (GLT-SPEC §4 steps 3–6, §7f).
+    """Train/Val of both families and Test-GLT from what the tests left (docs/benchmarks.md §4 3–6, §7f).
 
     LT: class c keeps min(lt_counts[c], available) drawn uniformly (every class lost the same number
     to the tests, so the order by what remains is the class order); Test-GLT, then Val-GLT, uniform
@@ -439,7 +439,7 @@ def split_attribute_levels(
     splits: Mapping[str, np.ndarray], class_of: np.ndarray, positives: np.ndarray, num_classes: int
 ) -> dict[str, np.ndarray]:
     """Each split's attribute levels. A family's splits score against its train split; the shared
-    tests against Train-GLT's, as they are the LT family's tests (GLT-SPEC §7f)."""
+    tests against Train-GLT's, as they are the LT family's tests (docs/benchmarks.md §7f)."""
     hists = {
         train: class_histograms(positives[splits[train]], class_of[splits[train]], num_classes)
         for train in ("train_glt", "train_cbl")
@@ -610,7 +610,7 @@ def build(
         "seed": seed,
         "source": {
             "description": "COCO 2014 train + val instances (pycocotools) joined with COCO-Attributes; "
-            "object crops per GLT-SPEC §4",
+            "object crops per docs/benchmarks.md §4",
             "attributed_instances": len(attrs.patch_ids),
             "unmatched_attribute_rows": unmatched,
             "category_ids": [int(category_ids[i]) for i in order],

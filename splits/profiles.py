@@ -1,4 +1,4 @@
-"""Class-count profiles (GLT-SPEC §8): how many images the class of rank i keeps in the LT family."""
+"""Class-count profiles (docs/benchmarks.md §8): the number of images rank i keeps in the LT family."""
 
 from __future__ import annotations
 

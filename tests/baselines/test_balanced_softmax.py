@@ -1,4 +1,4 @@
-"""Balanced Softmax (METHODS.md §4) against hand-computed values."""
+"""Balanced Softmax (docs/methods.md §4) against hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BBN (METHODS.md §9): reversed sampler, pairing through the engine's chunks, cumulative α, mixed loss,
+"""BBN (docs/methods.md §9): reversed sampler, pairing through the engine's chunks, cumulative α, mixed loss,
 test-time logits, lr milestones and the bilateral network."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""BNS + IP-DPP (METHODS.md §16): BNS losses against hand-computed values, the two-view batches, the
+"""BNS + IP-DPP (docs/methods.md §16): BNS losses against hand-computed values, the two-view batches, the
 stage schedule, and stage 2's subset selection switching on within a 5-epoch recipe."""
 
 from __future__ import annotations

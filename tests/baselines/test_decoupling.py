@@ -1,4 +1,4 @@
-"""Decoupling (METHODS.md §6): stage list, cRT's fresh head, LWS scales, τ-norm and its choice of τ."""
+"""Decoupling (docs/methods.md §6): stage list, cRT's fresh head, LWS scales, τ-norm and its choice of τ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IP-DPP mathematics (METHODS.md §16): the kernel, k-DPP eigenvector selection against brute-force
+"""IP-DPP mathematics (docs/methods.md §16): the kernel, k-DPP eigenvector selection against brute-force
 enumeration, Algorithm 1, and the per-class selection preferring informative samples."""
 
 from __future__ import annotations

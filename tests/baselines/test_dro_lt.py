@@ -1,4 +1,4 @@
-"""DRO-LT (METHODS.md §15): the DRO loss, ε and its projection, class weights, centroids, the three
+"""DRO-LT (docs/methods.md §15): the DRO loss, ε and its projection, class weights, centroids, the three
 phases' layout and trainable parts, nearest-centroid selection logits, and option checks."""
 
 from __future__ import annotations

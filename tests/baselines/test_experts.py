@@ -1,4 +1,4 @@
-"""The 3-expert network of RIDE and TADE (METHODS.md §10): shapes, what is backbone, z̄, float32 logits."""
+"""The 3-expert network of RIDE and TADE (docs/methods.md §10): shapes, backbone, z̄, float32 logits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Focal loss (METHODS.md §2) against hand-computed values and gradients."""
+"""Focal loss (docs/methods.md §2) against hand-computed values and gradients."""
 
 from __future__ import annotations
 

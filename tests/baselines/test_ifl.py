@@ -1,4 +1,4 @@
-"""IFL (METHODS.md §14): environments, α schedule, centre updates, statistics and loss options."""
+"""IFL (docs/methods.md §14): environments, α schedule, centre updates, statistics and loss options."""
 
 from __future__ import annotations
 

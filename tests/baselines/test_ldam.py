@@ -1,4 +1,4 @@
-"""LDAM-DRW (METHODS.md §5): margins, DRW weights, cosine head, schedule and loss by hand."""
+"""LDAM-DRW (docs/methods.md §5): margins, DRW weights, cosine head, schedule and loss by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Learning from Failure (METHODS.md §13): GCE, failure weights, separate gradients, EMA, LFFLA."""
+"""Learning from Failure (docs/methods.md §13): GCE, failure weights, separate gradients, EMA, LFFLA."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logit Adjustment, loss and post-hoc forms (METHODS.md §3), against hand-computed values."""
+"""Logit Adjustment, loss and post-hoc forms (docs/methods.md §3), against hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mixup (METHODS.md §7): seeded λ and σ, the mixed batch and the mixed loss."""
+"""Mixup (docs/methods.md §7): seeded λ and σ, the mixed batch and the mixed loss."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RandAugment (METHODS.md §8): each operation on constructed images, the policy's draws, seeding."""
+"""RandAugment (docs/methods.md §8): each operation on constructed images, the policy's draws, seeding."""
 
 from __future__ import annotations
 

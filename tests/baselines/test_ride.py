@@ -1,4 +1,4 @@
-"""RIDE (METHODS.md §10): per-expert LDAM loss, diversity term and temperatures, DRW switch, schedule,
+"""RIDE (docs/methods.md §10): per-expert LDAM loss, diversity term and temperatures, DRW switch, schedule,
 optional stage 2 — against hand-computed values."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared samplers of METHODS.md §0: shuffle, ClassAwareSampler, DistributionSampler."""
+"""The shared samplers of docs/methods.md §0: shuffle, ClassAwareSampler, DistributionSampler."""
 
 from __future__ import annotations
 

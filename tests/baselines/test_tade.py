@@ -1,4 +1,4 @@
-"""TADE (METHODS.md §11): the inverse prior, the three expert losses by hand, and the test-time
+"""TADE (docs/methods.md §11): the inverse prior, the three expert losses by hand, and the test-time
 self-supervised aggregation."""
 
 from __future__ import annotations

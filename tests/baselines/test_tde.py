@@ -1,4 +1,4 @@
-"""Deconfound-TDE (METHODS.md §12): multi-head cosine logits, moving average, counterfactual removal, α."""
+"""Deconfound-TDE (docs/methods.md §12): multi-head cosine logits, moving average, counterfactual, α."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for benchmark/metrics.py against GLT-SPEC §5 (hand-computed fixtures + scikit-learn)."""
+"""Tests for benchmark/metrics.py against docs/benchmarks.md §5 (hand-computed fixtures + scikit-learn)."""
 
 from __future__ import annotations
 

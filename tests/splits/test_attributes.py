@@ -1,4 +1,4 @@
-"""Tests for splits/attributes.py: size-rank merging of clusters (GLT-SPEC §3, §7(a), §7(l))."""
+"""Tests for splits/attributes.py: size-rank merging of clusters (docs/benchmarks.md §3, §7(a), §7(l))."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_within_cluster_order_depends_on_class_id() -> None:
 
 
 def test_permutation_generator_per_spec() -> None:
-    # GLT-SPEC §7(a): numpy Generator from SeedSequence([seed, class_id, cluster_rank]),
+    # docs/benchmarks.md §7(a): numpy Generator from SeedSequence([seed, class_id, cluster_rank]),
     # permuting the cluster's members in sorted sample order.
     samples, clusters = make_class()
     seed, class_id = 25, 7

@@ -1,4 +1,4 @@
-"""Tests for splits/carving.py: the fashion-glt rule on synthetic attribute lists (GLT-SPEC §9)."""
+"""Tests for splits/carving.py: the fashion-glt rule on synthetic attribute lists (docs/benchmarks.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for splits/fashion.py: IDX parsing and locating the Fashion-MNIST files (GLT-SPEC §9)."""
+"""Tests for splits/fashion.py: IDX parsing and locating the Fashion-MNIST files (docs/benchmarks.md §9)."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_load_source_from_data_root_torchvision_layout(tmp_path: Path, real_sour
 
 
 def test_full_fashion_glt_sizes_and_determinism(tmp_path):
-    """The real 70,000-image build (fast `pixels` features) has GLT-SPEC §9's sizes, twice the same."""
+    """The real 70,000-image build (fast `pixels` features) has the sizes of docs/benchmarks.md §9, twice."""
     if not DEBIAN_ROOT.exists():
         pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (make test does it)")
     build = BENCHMARKS.get("fashion-glt").build

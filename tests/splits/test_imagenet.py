@@ -272,7 +272,7 @@ def test_cli_refuses_options_of_other_benchmarks(tmp_path: Path) -> None:
 
 
 def test_full_scale_sizes_match_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """1000 classes × 1,300 images, six clusters per class of ImageNet-like unequal sizes (GLT-SPEC §8:
+    """1000 classes × 1,300 images, six ImageNet-like unequal clusters per class (docs/benchmarks.md §8:
     attributes 42/33/25%). The features carry the cluster id, and K-means (tested above on images) is
     replaced by reading it, so the test covers listing, ranking, profile, merge and carving at scale."""
     per_class, classes = 1300, 1000

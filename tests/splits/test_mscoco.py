@@ -460,7 +460,7 @@ def test_attribute_file_that_is_neither_is_refused(tmp_path: Path) -> None:
 
 
 def test_full_scale_split_sizes_equal_the_spec() -> None:
-    """The 29 classes at their real sizes (GLT-SPEC §4) with synthetic attributes: §7(f)'s sizes."""
+    """The 29 classes at their real sizes (docs/benchmarks.md §4) with synthetic attributes: §7(f)'s sizes."""
     counts = [65000, 7666, 5654, 5524, 5428, 5323, 5183, 5074, 4973, 4969, 4889, 4851, 4808, 4788, 4773,
               4701, 4649, 4578, 4337, 4164, 3949, 3648, 3636, 3368, 3305, 3043, 2821, 1966, 1358]  # fmt: skip
     rng = np.random.default_rng(0)

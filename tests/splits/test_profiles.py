@@ -1,4 +1,4 @@
-"""Tests for splits/profiles.py against GLT-SPEC §8 and §9."""
+"""Tests for splits/profiles.py against docs/benchmarks.md §8 and §9."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ IMAGENET_PARETO = (1000, 6, 993.25, 18, 1500)
 
 
 def test_exp_profile_fashion_glt() -> None:
-    # GLT-SPEC §9: n_c = ⌊2707·0.01^(c/9)⌋
+    # docs/benchmarks.md §9: n_c = ⌊2707·0.01^(c/9)⌋
     assert exp_profile(10, 2707, 100) == [2707, 1622, 972, 583, 349, 209, 125, 75, 45, 27]
 
 
