@@ -27,8 +27,13 @@ MANIFESTS = click.option(
 BENCHMARK = click.option("--benchmark", default="fashion-glt", show_default=True, help="Benchmark name.")
 
 
+# Verbs that read files and records only: they never import torch, the methods or the builders (which
+# take seconds), so they skip `_register_all`; `list` reads the static copy in benchmark/catalog.py.
+LIGHT_VERBS = frozenset({"list", "score", "submit", "report", "verify"})
+
+
 def _register_all() -> None:
-    """Import the packages whose modules register benchmarks, extractors and methods."""
+    """Import the packages whose modules register benchmarks, extractors and methods (imports torch)."""
     import baselines  # noqa: F401
     import splits  # noqa: F401
 
@@ -45,26 +50,26 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="glt-bench")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """glt-bench: build GLT splits, train and evaluate methods, score predictions, publish a leaderboard."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    _register_all()
+    if ctx.invoked_subcommand not in LIGHT_VERBS:
+        _register_all()
 
 
 @main.command("list")
 def list_cmd() -> None:
     """List benchmarks, protocols, methods and feature extractors."""
-    from baselines.base import METHODS
-    from benchmark.benchmarks import BENCHMARKS
+    from benchmark.catalog import BENCHMARK_SUMMARIES, EXTRACTOR_SUMMARIES, METHOD_SUMMARIES
     from benchmark.recipes import RECIPES
     from benchmark.selection import SELECTION_RULES
-    from splits.features import EXTRACTORS
 
     sections = {
-        "benchmarks": [(name, b.summary) for name, b in BENCHMARKS],
+        "benchmarks": sorted(BENCHMARK_SUMMARIES.items()),
         "protocols": [(name, p.summary) for name, p in PROTOCOLS.items()],
-        "methods": [(name, m.summary) for name, m in METHODS],
-        "feature extractors": [(name, e.summary) for name, e in EXTRACTORS],
+        "methods": sorted(METHOD_SUMMARIES.items()),
+        "feature extractors": sorted(EXTRACTOR_SUMMARIES.items()),
         "recipes": [
             (name, f"{r.backbone}, {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}, momentum {r.momentum}")
             for name, r in RECIPES

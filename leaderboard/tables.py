@@ -17,8 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import baselines  # noqa: F401  (registers the methods whose defaults name a row's variant)
-from baselines.base import METHODS
+from benchmark.catalog import METHOD_DEFAULTS  # the methods' defaults, without importing torch
 from benchmark.protocols import PROTOCOLS
 
 COLUMNS = (
@@ -207,9 +206,9 @@ def _build_row(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> Row:
 
 def _overrides(record: dict[str, Any]) -> str | None:
     """A run's hyperparameters that differ from its method's registered defaults, as `key=value`."""
-    if record["kind"] != "run" or record["method"] not in METHODS:
+    if record["kind"] != "run" or record["method"] not in METHOD_DEFAULTS:
         return None
-    defaults = METHODS.get(record["method"]).defaults
+    defaults = METHOD_DEFAULTS[record["method"]]
     changed = {k: v for k, v in (record.get("hparams") or {}).items() if defaults.get(k) != v}
     return " ".join(f"{k}={v}" for k, v in sorted(changed.items())) or None
 

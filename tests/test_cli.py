@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from benchmark.cli import main
 from benchmark.manifest import Manifest
+from leaderboard.predictions import write_predictions
 
 MINI = "fashion-glt-mini"
 
@@ -190,3 +193,47 @@ def test_submit_stores_a_record_the_report_shows(mini_copy: Path, tmp_path: Path
     invoke("report", "--runs", runs, "--out", tmp_path / "site")
     html = (tmp_path / "site" / "index.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+
+
+HEAVY_MODULES = {"torch", "baselines", "splits"}
+
+
+def imported_heavy(*args: str | Path) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `glt-bench ARGS` in a fresh interpreter; the heavy packages it imported (`-X importtime`)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "benchmark.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    names = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return done, names & HEAVY_MODULES
+
+
+def test_light_verbs_never_import_torch_or_the_methods(tiny_manifest: Manifest, tmp_path: Path):
+    manifest = tiny_manifest
+    listing = manifest.public_listing("test_cbl")["sample_id"].to_numpy()
+    binding = {"benchmark": "tiny", "split": "test_cbl", "manifest_sha256": manifest.content_hash}
+    predictions = tmp_path / "p.csv"
+    write_predictions(predictions, listing, manifest.test_labels("test_cbl")["label"].to_numpy(), binding)
+    common = ["--benchmark", "tiny", "--protocol", "clt", "--manifests", tmp_path / "manifests"]
+    runs = tmp_path / "runs"
+    calls = [
+        ["--help"],
+        ["list"],
+        ["score", predictions, *common],
+        ["submit", predictions, *common, "--name", "team", "--runs", runs],
+        ["report", "--runs", runs, "--out", tmp_path / "site"],
+    ]
+    if "verify" in main.commands:
+        calls.append(["verify", "--help"])
+    for args in calls:
+        done, heavy = imported_heavy(*args)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+        assert not heavy, f"glt-bench {args[0]} imported {sorted(heavy)}"
+    _, heavy = imported_heavy("build-splits", "--help")  # the check sees a verb that does import them
+    assert heavy == HEAVY_MODULES
