@@ -220,3 +220,91 @@ def balanced_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -
     tp, _, support = _counts(*_checked(labels, preds, num_classes), num_classes)
     present = support > 0
     return float((tp[present] / support[present]).mean())
+
+
+# Calibration of the class scores a predictions file may carry (ECE, NLL, Brier): see docs/formats.md.
+ECE_BINS = 15
+PROBABILITY_TOLERANCE = 1e-4  # rows within this of summing to 1 (and non-negative) are probabilities
+
+
+def probabilities(scores: np.ndarray) -> tuple[np.ndarray, str]:
+    """Class probabilities from a file's scores, and how they were read.
+
+    Non-negative rows that sum to 1 (within `PROBABILITY_TOLERANCE`) are probabilities as given;
+    anything else is taken as logits and passed through a softmax.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or not len(scores):
+        raise ValueError("scores must be a non-empty N×C array")
+    if (scores >= 0).all() and np.abs(scores.sum(axis=1) - 1).max() <= PROBABILITY_TOLERANCE:
+        return scores / scores.sum(axis=1, keepdims=True), "probabilities"
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True), "softmax of logits"
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
+    """Per equal-width confidence bin ((k/bins, (k+1)/bins], the first closed at 0): sample count,
+    mean top-class confidence and accuracy of the top class (`None` for an empty bin)."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=bins)
+    correct_sum = np.bincount(index, weights=correct, minlength=bins)
+    return {
+        "count": count.tolist(),
+        "confidence": [float(s / n) if n else None for s, n in zip(conf_sum, count, strict=True)],
+        "accuracy": [float(s / n) if n else None for s, n in zip(correct_sum, count, strict=True)],
+    }
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Σ_b |B_b|/N · |accuracy(B_b) − confidence(B_b)| over equal-width bins of top-class confidence."""
+    table = reliability_bins(probs, labels, bins)
+    total = sum(table["count"])
+    return float(
+        sum(n * abs(a - c) for n, a, c in zip(table["count"], table["accuracy"], table["confidence"],
+                                               strict=True) if n) / total
+    )  # fmt: skip
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean −log p(true class), probabilities clipped below at float64's machine epsilon."""
+    picked = probs[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, np.finfo(np.float64).eps, None)).mean())
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over samples of Σ_c (p_c − 1[c = label])², in [0, 2]."""
+    squared = probs**2
+    squared[np.arange(len(labels)), labels] = (1 - probs[np.arange(len(labels)), labels]) ** 2
+    return float(squared.sum(axis=1).mean())
+
+
+def calibration_metrics(
+    labels: Sequence[int] | np.ndarray,
+    scores: np.ndarray,
+    class_groups: Sequence[str] | np.ndarray,
+    attributes: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, object]:
+    """ECE (15 bins), NLL and Brier overall, per many/medium/few group and per attribute (`None` for
+    an empty subset), the overall reliability bins and how the scores were read (`calibration`)."""
+    class_groups = np.asarray(class_groups)
+    probs, read_as = probabilities(scores)
+    labels, _ = _checked(labels, probs.argmax(axis=1), len(class_groups))
+    if probs.shape != (len(labels), len(class_groups)):
+        raise ValueError("scores must have one row per sample and one column per class")
+    subsets = {"": np.ones(len(labels), dtype=bool)}
+    subsets.update({f"_{group}": class_groups[labels] == group for group in GROUPS})
+    if attributes is not None:
+        attributes = np.asarray(attributes, dtype=np.int64)
+        subsets.update({f"_att{k}": attributes == k for k in range(NUM_ATTRIBUTES)})
+    out: dict[str, object] = {}
+    for suffix, subset in subsets.items():
+        for key, metric in (("ece", expected_calibration_error), ("nll", negative_log_likelihood),
+                            ("brier", brier_score)):  # fmt: skip
+            out[f"{key}{suffix}"] = metric(probs[subset], labels[subset]) if subset.any() else None
+    out["reliability"] = reliability_bins(probs, labels)
+    out["calibration"] = {"bins": ECE_BINS, "scores": read_as}
+    return out
