@@ -5,12 +5,18 @@ docs/methods.md §9; original `models/ResNet_BBN.py` and its `bbn_mix` combiner)
   (`split_backbone(…, "last-block")`; on small-cnn the branch is the third block): a shared trunk,
   a conventional branch f_c and a re-balancing branch f_r (fresh, same width), and a linear
   classifier without bias on the 2d-dim concatenation.
+- Trunk (`trunk`): `recipe` (default) splits the recipe's backbone, so BBN is compared with every other
+  method on one network (ResNeXt-50 32x4d on the ImageNet recipes); the original BBN
+  (`models/ResNet_BBN.py`) is a plain ResNet-50, which `trunk=resnet50` builds instead (from scratch,
+  the recipe's input channels).
 - Samplers: two DistributionSamplers (§0) drawing N indices each per epoch, uniform per instance
   and reversed (instance weight (n_max/n_c)/n_c, so class c has probability ∝ 1/n_c). A step takes
   B of each (B = the recipe's batch, 2B images per step, ×2 images per epoch). `epoch_order`
   interleaves the two draws (u[0], r[0], u[1], r[1], …), so every engine chunk of 2B holds the pairs
   (u[i], r[i]) at positions (2i, 2i + 1), and a short last chunk still holds whole pairs.
-- Cumulative learning: α_t = 1 − ((t − 1)/T)² for epoch t = 1..T of the stage. The loss runs the
+- Cumulative learning: α = 1 − ((e − 1)/T)² at 0-based epoch e of a T-epoch stage, exactly the
+  original's `l = 1 - ((epoch - 1) / num_epoch) ** 2` with its 0-based `epoch`: 1 − 1/T² in the first
+  epoch, 1 in the second, then decreasing to 1 − ((T − 2)/T)² in the last. The loss runs the
   even (uniform) positions through the trunk and f_c and the odd (reversed) ones through the trunk and
   f_r, as two passes like the original, and classifies z = W·[2α·f_c, 2(1 − α)·f_r] per pair:
   L = α·CE(z, y_c) + (1 − α)·CE(z, y_r).
@@ -30,10 +36,12 @@ from torch import nn
 
 from baselines.base import METHODS, Method, Stage, StepContext, milestone
 from baselines.samplers import distribution
-from benchmark.models import Network, split_backbone
+from benchmark.errors import UserError
+from benchmark.models import BACKBONES, Network, split_backbone
 from benchmark.recipes import Recipe
 
 BRANCHES = ("both", "conventional", "rebalancing")
+TRUNKS = ("recipe", "resnet50")
 MILESTONES = ("milestone_1", "milestone_2")
 
 
@@ -83,8 +91,9 @@ def reversed_weights(labels: np.ndarray, class_counts: np.ndarray) -> np.ndarray
 
 
 def cumulative_alpha(epoch: int, epochs: int) -> float:
-    """α_t = 1 − ((t − 1)/T)² for the 0-based `epoch` = t − 1 of a T-epoch stage."""
-    return 1.0 - (epoch / epochs) ** 2
+    """α = 1 − ((e − 1)/T)² at the 0-based `epoch` e of a T-epoch stage (the original's formula and
+    epoch counter)."""
+    return 1.0 - ((epoch - 1) / epochs) ** 2
 
 
 def pairs(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,15 +114,18 @@ class BBN(Method):
         "milestone_1": 0.6,  # fractions of E where the lr is multiplied by lr_gamma
         "milestone_2": 0.8,
         "lr_gamma": 0.1,
+        "trunk": "recipe",  # recipe | resnet50 (the original BBN's network)
     }
 
     def __init__(self, hparams: dict[str, Any], class_counts: np.ndarray) -> None:
         super().__init__(hparams, class_counts)
+        if self.hparams["trunk"] not in TRUNKS:
+            raise UserError(f"bbn: trunk must be one of {', '.join(TRUNKS)}, got {self.hparams['trunk']!r}")
         self.num_train = int(self.class_counts.sum())
+        self._epochs: int | None = None
 
     def batch_unit(self, stage: Stage) -> int:
         return 2  # a uniform and a reversed draw
-        self._epochs: int | None = None
 
     # --- schedule and network -------------------------------------------------------------
     def stages(self, recipe: Recipe) -> list[Stage]:
@@ -130,6 +142,9 @@ class BBN(Method):
         return 2 * recipe.batch_size
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
+        if self.hparams["trunk"] == "resnet50":
+            first_conv = next(m for m in backbone.modules() if isinstance(m, nn.Conv2d))
+            backbone = BACKBONES.get("resnet50")(first_conv.in_channels)
         return BilateralNetwork(backbone, num_classes)
 
     def begin_stage(self, model: nn.Module, stage: Stage) -> nn.Module:

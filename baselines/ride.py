@@ -3,13 +3,14 @@
 - Network: `ExpertNetwork` (baselines/experts.py), 3 experts of width 0.75 on a shared trunk, each with
   a cosine classifier scaled by s = 30; prediction z̄ = the mean of the expert logits. No router.
 - Loss, summed over experts k: the LDAM loss (§5, `ldam_loss`) of z_k, i.e. CE(z_k − s·m_y·e_y, y; w)
-  with w = None before epoch ⌊0.8E⌋ and the effective-number DRW weights (β = 0.9999, Σ = C) from it,
+  with w = None up to epoch ⌊0.8E⌋ and the effective-number DRW weights (β = 0.9999, Σ = C) after it,
   plus the diversity term λ·T̄²·KL(p̄ ‖ p_k), λ = −0.2 (negative: disagreement with the ensemble
   lowers the loss), p_k = softmax(z_k / T), p̄ = softmax(z̄ / T) detached.
-- Temperature: T = 1 before ⌊0.8E⌋; from it a per-class T_c = w'_c / max w', w'_c = 0.02·C·π_c + 0.98,
+- Temperature: T = 1 up to ⌊0.8E⌋; after it a per-class T_c = w'_c / max w', w'_c = 0.02·C·π_c + 0.98,
   applied as the original does: the logits are divided class by class (z_{k,c} / T_c, a divisor along
-  the class dimension), and T̄ = mean_c T_c. Both switches happen at the same 0-based epoch ⌊0.8E⌋
-  (the original's `epoch > 80` with 1-based epochs).
+  the class dimension), and T̄ = mean_c T_c. Both switch on at the first 0-based epoch past ⌊0.8E⌋,
+  i.e. ⌊0.8E⌋ + 1: the original calls `set_epoch` with its 0-based epoch and tests `epoch > 80`, so
+  re-weighting starts at 0-based epoch 81 of 100 (24 + 1 = 25 of `fashion`'s 30; never within 5).
 - Schedule: weight decay 2e-4, multistep lr × 0.1 at ⌊0.6E⌋ and ⌊0.8E⌋ (0-based epochs).
 - Option `stage2=true` (the original's `ride_stage2`): a second stage retrains fresh expert
   classifiers on the frozen backbone (eval mode) with CE summed over experts, under the stage-2
@@ -76,9 +77,9 @@ class RIDE(Method):
         "scale": 30.0,  # s of z_k = s·cos
         "max_margin": 0.5,
         "beta": 0.9999,
-        "drw_at": 0.8,  # DRW weights and per-class temperatures from ⌊drw_at·E⌋
+        "drw_at": 0.8,  # DRW weights and per-class temperatures at epochs > ⌊drw_at·E⌋ (0-based)
         "diversity": -0.2,  # λ
-        "temperature": 1.0,  # T before ⌊drw_at·E⌋
+        "temperature": 1.0,  # T up to ⌊drw_at·E⌋
         "temperature_factor": 0.02,  # w'_c = factor·C·π_c + 1 − factor
         "weight_decay": 2e-4,
         "lr_gamma": 0.1,  # at ⌊0.6E⌋ and ⌊0.8E⌋
@@ -134,9 +135,9 @@ class RIDE(Method):
 
     # --- loss -----------------------------------------------------------------------------
     def reweighting(self, context: StepContext) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(DRW class weights, per-class temperature) of this epoch: (None, T everywhere) before
-        ⌊drw_at·E⌋, (effective-number weights, T_c) from it."""
-        if context.epoch < milestone(self.hparams["drw_at"], context.stage.epochs):
+        """(DRW class weights, per-class temperature) of this epoch: (None, T everywhere) up to
+        0-based epoch ⌊drw_at·E⌋, (effective-number weights, T_c) after it (the original's `epoch > 80`)."""
+        if context.epoch <= milestone(self.hparams["drw_at"], context.stage.epochs):
             return None, torch.full_like(self.temperatures, self.hparams["temperature"])
         return self.drw_weights, self.temperatures
 

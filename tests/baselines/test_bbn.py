@@ -14,6 +14,7 @@ from torch import nn
 from baselines.base import METHODS, Method, StepContext
 from baselines.bbn import BilateralNetwork, cumulative_alpha, pairs, reversed_weights
 from baselines.samplers import distribution
+from benchmark.errors import UserError
 from benchmark.models import BACKBONES
 from benchmark.recipes import RECIPES
 
@@ -94,14 +95,17 @@ def test_an_odd_batch_cannot_be_paired():
         pairs(torch.arange(3))
 
 
-def test_cumulative_alpha_for_five_epochs():
-    assert [cumulative_alpha(e, 5) for e in range(5)] == pytest.approx([1.0, 0.96, 0.84, 0.64, 0.36])
-    assert cumulative_alpha(0, 100) == 1.0 and cumulative_alpha(99, 100) == pytest.approx(1 - 0.99**2)
+def test_cumulative_alpha_pins_the_originals_epoch_counter():
+    """The original: `l = 1 - ((epoch - 1) / num_epoch) ** 2` with 0-based `epoch`, so α = 1 exactly at
+    0-based epoch 1, not 0."""
+    assert [cumulative_alpha(e, 5) for e in range(5)] == pytest.approx([0.96, 1.0, 0.96, 0.84, 0.64])
+    assert cumulative_alpha(0, 100) == pytest.approx(1 - 0.01**2) and cumulative_alpha(1, 100) == 1.0
+    assert cumulative_alpha(99, 100) == pytest.approx(1 - 0.98**2)
 
 
 def test_mixed_loss_by_hand():
-    # Last of 5 epochs: α = 0.36. Pairs (x_c, x_r): ([1, 0], [0, 1]) and ([0, 0], [0, 0.5]); y_c = (0, 1),
-    # y_r = (1, 0). z = [2α·x_c[0], 2(1 − α)·2·x_r[1]] = [0.72, 2.56] and [0, 1.28].
+    # Last of 5 epochs: α = 1 − (3/5)² = 0.64. Pairs (x_c, x_r): ([1, 0], [0, 1]) and ([0, 0], [0, 0.5]);
+    # y_c = (0, 1), y_r = (1, 0). z = [2α·x_c[0], 2(1 − α)·2·x_r[1]] = [1.28, 1.44] and [0, 0.72].
     model = _toy_model()
     images = torch.tensor([[1.0, 0], [0, 1], [0, 0], [0, 0.5]])
     labels = torch.tensor([0, 1, 1, 0])
@@ -110,15 +114,15 @@ def test_mixed_loss_by_hand():
     def softplus(v: float) -> float:
         return math.log1p(math.exp(v))
 
-    conventional = (softplus(2.56 - 0.72) + softplus(0.0 - 1.28)) / 2  # CE(z, y_c)
-    rebalancing = (softplus(0.72 - 2.56) + softplus(1.28 - 0.0)) / 2  # CE(z, y_r)
-    assert loss.item() == pytest.approx(0.36 * conventional + 0.64 * rebalancing, rel=1e-6)
+    conventional = (softplus(1.44 - 1.28) + softplus(0.0 - 0.72)) / 2  # CE(z, y_c)
+    rebalancing = (softplus(1.28 - 1.44) + softplus(0.72 - 0.0)) / 2  # CE(z, y_r)
+    assert loss.item() == pytest.approx(0.64 * conventional + 0.36 * rebalancing, rel=1e-6)
 
 
-def test_re_balancing_branch_learns_only_once_alpha_drops_below_one():
+def test_re_balancing_branch_gets_no_gradient_in_the_epoch_where_alpha_is_one():
     model = _toy_model()
     images, labels = torch.rand(4, 2), torch.tensor([0, 1, 1, 0])
-    for epoch, learns in ((0, False), (1, True)):
+    for epoch, learns in ((0, True), (1, False), (2, True)):
         model.zero_grad()
         _bbn().loss(model, images, labels, StepContext(STAGE, epoch)).backward()
         assert bool(model.backbone.rebalancing.weight.grad.abs().sum() > 0) is learns
@@ -166,7 +170,7 @@ def test_report_shows_alpha_endpoints_and_sampler_class_probabilities():
     method = _bbn()
     method.begin_stage(None, STAGE)
     report = method.report()
-    assert report["alpha_first_last"] == pytest.approx([1.0, 0.36])
+    assert report["alpha_first_last"] == pytest.approx([0.96, 0.64])
     assert report["uniform_class_prob"] == pytest.approx([4 / 7, 1 / 7])
     assert report["reversed_class_prob"] == pytest.approx([1 / 7, 4 / 7])
 
@@ -174,3 +178,21 @@ def test_report_shows_alpha_endpoints_and_sampler_class_probabilities():
 def test_pairs_are_one_batch_unit_so_data_parallel_shares_keep_them():
     method = _bbn()
     assert method.batch_unit(method.stages(RECIPE)[0]) == 2
+
+
+def test_report_before_a_stage_has_begun_shows_the_samplers_without_alpha():
+    report = _bbn().report()
+    assert "alpha_first_last" not in report
+    assert report["reversed_class_prob"] == pytest.approx([1 / 7, 4 / 7])
+
+
+def test_trunk_resnet50_builds_the_original_bbn_network_instead_of_the_recipes():
+    small = BACKBONES.get("small-cnn")(1)
+    own = _bbn().build_model(small, 3)
+    assert own.backbone.trunk[0] is small.layers[0]
+    original = _bbn(trunk="resnet50").build_model(small, 3)
+    assert original.backbone.feature_dim == 2 * 2048 and original.head.weight.shape == (3, 4096)
+    assert type(original.backbone.conventional[0]).__name__ == "Bottleneck"  # ResNet-50's block
+    assert original.backbone.trunk[0].in_channels == 1  # the recipe's input channels
+    with pytest.raises(UserError, match="trunk must be one of recipe, resnet50"):
+        _bbn(trunk="vit")

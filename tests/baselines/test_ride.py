@@ -90,26 +90,32 @@ def test_per_class_temperature_divides_logits_class_by_class_and_scales_by_mean_
     assert diversity_temperature(np.array([90, 10])).tolist() == pytest.approx([1.0, 0.984 / 1.016])
 
 
-def test_drw_weights_and_temperatures_switch_on_at_epoch_four_of_five():
+def test_drw_weights_and_temperatures_switch_on_past_the_milestone_as_the_originals_epoch_gt_80():
+    """The original tests `epoch > 80` on its 0-based epoch: 0-based epoch 81 of 100 is the first with
+    re-weighting, and 9 of a 10-epoch stage (⌊0.8·10⌋ = 8)."""
     method = _ride()
-    (stage,) = method.stages(RECIPE)
+    (full,) = method.stages(dataclasses.replace(RECIPE, epochs=100))
+    assert [method.reweighting(StepContext(full, e))[0] is None for e in (79, 80, 81, 99)] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    (stage,) = method.stages(dataclasses.replace(RECIPE, epochs=10))
     model = _model(method)
     images, labels = torch.randn(4, 1, 12, 12), torch.tensor([0, 1, 2, 2])
     model.eval()
     losses = []
-    for epoch in range(5):
+    for epoch in range(10):
         context = StepContext(stage, epoch)
         weights, temperature = method.reweighting(context)
-        if epoch < 4:
+        if epoch <= 8:
             assert weights is None and temperature.tolist() == [1.0, 1.0, 1.0]
         else:
-            assert torch.equal(weights, effective_number_weights(COUNTS))
-            assert torch.equal(temperature, diversity_temperature(COUNTS))
+            assert torch.allclose(weights, effective_number_weights(COUNTS))
+            assert torch.allclose(temperature, diversity_temperature(COUNTS))
         with torch.no_grad():
             losses.append(method.loss(model, images, labels, context))
             expert_logits = model.expert_logits(model.features(images))
             assert torch.allclose(losses[-1], method.classification_loss(expert_logits, labels, context))
-    assert torch.equal(losses[0], losses[3]) and not torch.allclose(losses[3], losses[4])
+    assert torch.equal(losses[0], losses[8]) and not torch.allclose(losses[8], losses[9])
 
 
 def test_schedule_weight_decay_and_multistep_milestones():
