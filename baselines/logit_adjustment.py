@@ -46,11 +46,13 @@ BASE_LOSSES = ("ce", "focal")
 class PostHocLogitAdjustment(Method):
     """Train with plain CE (or focal loss, the original's FocalLA); predict argmax(z − τ·log π).
 
-    The focal variant uses the `focal` method's defaults (γ = 2, the paper's form)."""
+    The focal variant uses γ = 2 (the `focal` default) with the factor (1 − p_y)^γ detached, as the
+    original's FocalLA does (`focal_detach=true`, default); `focal_detach=false` differentiates it
+    (the focal paper's form)."""
 
     name = "la-posthoc"
     summary = "CE (or focal) training, post-hoc logits z − τ·log π, τ = 1 (the GLT paper's Logit-Adj)"
-    defaults: ClassVar[dict[str, Any]] = {"tau": 1.0, "base_loss": "ce"}
+    defaults: ClassVar[dict[str, Any]] = {"tau": 1.0, "base_loss": "ce", "focal_detach": True}
 
     def __init__(self, hparams: dict[str, Any], class_counts: np.ndarray) -> None:
         super().__init__(hparams, class_counts)
@@ -65,7 +67,7 @@ class PostHocLogitAdjustment(Method):
     ) -> torch.Tensor:
         logits = model(images)
         if self.hparams["base_loss"] == "focal":
-            return focal_loss(logits, labels, Focal.defaults["gamma"], Focal.defaults["detach_factor"])
+            return focal_loss(logits, labels, Focal.defaults["gamma"], self.hparams["focal_detach"])
         return F.cross_entropy(logits.float(), labels)
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:

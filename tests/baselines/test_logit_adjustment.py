@@ -43,17 +43,21 @@ def test_la_trains_on_adjusted_logits_and_predicts_raw_ones():
 
 
 def test_la_with_tau_one_is_balanced_softmax():
+    """Against Balanced Softmax written out: −log(n_y·e^{z_y} / Σ_c n_c·e^{z_c}), averaged."""
     logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 1, 2, 2, 1, 0, 0, 2])
     counts = np.array([50, 7, 1])
+    by_hand = 0.0
+    for z, y in zip(logits.tolist(), labels.tolist(), strict=True):
+        weighted = [n * math.exp(v) for n, v in zip(counts.tolist(), z, strict=True)]
+        by_hand -= math.log(weighted[y] / sum(weighted)) / len(labels)
     la = METHODS.get("la")({}, counts).loss(nn.Identity(), logits, labels, CONTEXT)
-    bs = METHODS.get("balanced-softmax")({}, counts).loss(nn.Identity(), logits, labels, CONTEXT)
-    assert torch.allclose(la, bs)
+    assert la.item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_posthoc_trains_plain_ce_and_subtracts_the_log_prior():
     method = METHODS.get("la-posthoc")({}, COUNTS)
-    assert method.hparams == {"tau": 1.0, "base_loss": "ce"}
+    assert method.hparams == {"tau": 1.0, "base_loss": "ce", "focal_detach": True}
     logits, labels = torch.tensor([[0.3, -0.2], [0.0, 0.0]]), torch.tensor([0, 1])
     assert torch.allclose(
         method.loss(nn.Identity(), logits, labels, CONTEXT), F.cross_entropy(logits, labels)
@@ -66,9 +70,23 @@ def test_posthoc_trains_plain_ce_and_subtracts_the_log_prior():
     assert half.tolist()[0] == pytest.approx([-0.5 * math.log(0.75), -0.5 * math.log(0.25)], rel=1e-6)
 
 
-def test_posthoc_focal_variant_and_bad_base_loss():
-    method = METHODS.get("la-posthoc")({"base_loss": "focal"}, COUNTS)
+def test_posthoc_focal_variant_detaches_the_factor_like_the_original_and_bad_base_loss():
+    """FocalLA: the value is −(1 − p_y)²·log p_y either way; the original's gradient treats (1 − p_y)²
+    as a constant: ∂/∂z = (1 − p_y)²·(p − e_y), by hand for two classes."""
     logits, labels = torch.tensor([[0.3, -0.2], [1.0, 0.0]]), torch.tensor([0, 1])
-    assert torch.allclose(method.loss(nn.Identity(), logits, labels, CONTEXT), focal_loss(logits, labels))
+    grads = {}
+    for detach in (True, False):
+        method = METHODS.get("la-posthoc")({"base_loss": "focal", "focal_detach": detach}, COUNTS)
+        z = logits.clone().requires_grad_(True)
+        loss = method.loss(nn.Identity(), z, labels, CONTEXT)
+        assert torch.allclose(loss, focal_loss(logits, labels))
+        loss.backward()
+        grads[detach] = z.grad
+    p = logits.softmax(1)
+    p_y = p[torch.arange(2), labels]
+    expected = (1 - p_y)[:, None] ** 2 * (p - F.one_hot(labels, 2)) / 2  # mean over the batch of 2
+    assert torch.allclose(grads[True], expected, atol=1e-6)
+    assert not torch.allclose(grads[False], expected, atol=1e-3)
+    assert METHODS.get("la-posthoc")({"base_loss": "focal"}, COUNTS).hparams["focal_detach"] is True
     with pytest.raises(UserError, match="ce, focal"):
         METHODS.get("la-posthoc")({"base_loss": "mse"}, COUNTS)
