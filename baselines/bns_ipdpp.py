@@ -326,9 +326,14 @@ class BnsIpdpp(Method):
 
     def report(self) -> dict[str, Any]:
         h = self.hparams
+        sampled = int((self.class_counts > self.k).sum())
         return {
             "provisional": {key: h[key] for key in self.PROVISIONAL},
             "k_per_class": self.k,
+            # IP-DPP acts only on classes with more than k = k_factor·N_min items: none when the largest
+            # class has at most k_factor× the smallest (every ALT run, fashion-glt-mini)
+            "dpp_active": sampled > 0,
+            "classes_sampled": sampled,
             "whole_classes": int(((self.class_counts > 0) & (self.class_counts <= self.k)).sum()),
             "subset_size": None if self.subset is None else len(self.subset),
             "resamplings": self.resamplings,

@@ -194,6 +194,7 @@ def test_stage2_starts_uniform_then_reselects_by_ip_dpp_within_a_5_epoch_recipe(
     report = method.report()
     assert report["provisional"] == {"m": 2, "n": 16, "tau": 0.5}
     assert (report["k_per_class"], report["whole_classes"], report["subset_size"]) == (6, 1, 15)
+    assert (report["dpp_active"], report["classes_sampled"]) == (True, 2)
     restored = _method(k_factor=2)
     restored.load_state_dict(method.state_dict())
     assert np.array_equal(restored.subset, method.subset) and restored.report() == report
@@ -221,3 +222,11 @@ def test_code_variant_keeps_one_seed_42_uniform_subset_and_fine_tunes_everything
 def test_the_two_views_are_one_batch_unit_only_in_stage_one():
     method = _method()
     assert [method.batch_unit(stage) for stage in method.stages(RECIPE)] == [2, 1]
+
+
+def test_ip_dpp_is_reported_inactive_when_the_largest_class_is_at_most_k_factor_times_the_smallest():
+    """k = 10·N_min keeps every class whole when n_max ≤ 10·n_min (ALT, fashion-glt-mini)."""
+    assert (_method().report()["dpp_active"], _method().report()["classes_sampled"]) == (True, 1)  # 40 > 30
+    balanced = METHODS.get("bns-ipdpp")({}, np.array([30, 12, 3]))
+    assert (balanced.report()["dpp_active"], balanced.report()["classes_sampled"]) == (False, 0)
+    assert balanced.report()["whole_classes"] == 3
