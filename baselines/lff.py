@@ -6,9 +6,10 @@
   model's, so Val selection, prediction and the saved weights' use are the debiased model's (the
   biased one is saved beside it). Compute: every image goes through both models (report
   `models: 2`); the engine's `images_processed` counts each image once.
-- Biased model: generalised CE L_GCE = (1 − p_y^q)/q, q = 0.7 (Zhang & Sabuncu 2018), whose gradient
-  is p_y^q times CE's, so easy samples dominate. (The original GLT and LfF code use CE·q·p_y^q with
-  p_y^q detached: the same direction, its gradient q = 0.7 times smaller.)
+- Biased model, generalised CE with q = 0.7 (Zhang & Sabuncu 2018), which weights CE's gradient by
+  p_y^q so that easy samples dominate. `gce=original` (default): CE·q·p_y^q with the factor p_y^q
+  detached, as the original GLT code (`train_lff.py`) and the LfF code train it; `gce=paper`: the
+  paper's (1 − p_y^q)/q, whose gradient is the same direction 1/q ≈ 1.43 times larger.
 - Debiased model: per-sample weight W = CE_b/(CE_b + CE_d + 1e-8) from the current batch's losses,
   detached (the original's 1e-8), L = mean(W·CE_d). Total loss L_GCE.mean() + mean(W·CE_d); the
   models share no parameters, so each gets only its own term's gradient.
@@ -66,6 +67,17 @@ def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: flo
     """Per-sample (1 − p_y^q)/q, with p_y^q = exp(q·log p_y) so that p_y → 0 stays finite."""
     log_p = F.log_softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
     return (1.0 - torch.exp(q * log_p)) / q
+
+
+def detached_generalized_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7
+) -> torch.Tensor:
+    """Per-sample CE·q·p_y^q with p_y^q a constant in the backward pass (the original's form)."""
+    ce = F.cross_entropy(logits.float(), labels, reduction="none")
+    return ce * q * torch.exp(-q * ce.detach())  # p_y^q = exp(q·log p_y) = exp(−q·CE)
+
+
+GCE_FORMS = {"original": detached_generalized_cross_entropy, "paper": generalized_cross_entropy}
 
 
 def failure_weights(loss_biased: torch.Tensor, loss_debiased: torch.Tensor) -> torch.Tensor:
@@ -128,6 +140,7 @@ class LearningFromFailure(Method):
     summary = "LfF: a GCE-trained biased model re-weights a debiased one's CE (Nam et al. 2020)"
     defaults: ClassVar[dict[str, Any]] = {
         "q": 0.7,  # GCE exponent of the biased model
+        "gce": "original",  # original (CE·q·p^q, factor detached) | paper ((1 − p^q)/q)
         "ema": False,  # W from per-sample loss moving averages (the LfF paper) instead of the batch
         "ema_alpha": 0.7,
         "posthoc_tau": 0.0,  # LFFLA: z − τ·log π at prediction
@@ -137,6 +150,8 @@ class LearningFromFailure(Method):
         super().__init__(hparams, class_counts)
         if not 0.0 < self.hparams["q"] <= 1.0:
             raise UserError(f"lff: q must be in (0, 1], got {self.hparams['q']}")
+        if self.hparams["gce"] not in GCE_FORMS:
+            raise UserError(f"lff: gce must be one of {', '.join(GCE_FORMS)}, got {self.hparams['gce']!r}")
         if not 0.0 <= self.hparams["ema_alpha"] < 1.0:
             raise UserError(f"lff: ema_alpha must be in [0, 1), got {self.hparams['ema_alpha']}")
         self.num_train = int(self.class_counts.sum())
@@ -163,7 +178,8 @@ class LearningFromFailure(Method):
             weights = failure_weights(ce_b, ce_d)
         else:
             weights = self._smoothed_weights(ce_b, ce_d, labels, context)
-        return generalized_cross_entropy(logits_b, labels, self.hparams["q"]).mean() + (weights * ce_d).mean()
+        biased = GCE_FORMS[self.hparams["gce"]](logits_b, labels, self.hparams["q"])
+        return biased.mean() + (weights * ce_d).mean()
 
     def _smoothed_weights(
         self, ce_b: torch.Tensor, ce_d: torch.Tensor, labels: torch.Tensor, context: StepContext

@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import METHODS, Method, StepContext
-from baselines.lff import LfFNetwork, LossAverages, failure_weights, generalized_cross_entropy
+from baselines.lff import (
+    LfFNetwork,
+    LossAverages,
+    detached_generalized_cross_entropy,
+    failure_weights,
+    generalized_cross_entropy,
+)
 from benchmark.errors import UserError
 from benchmark.recipes import RECIPES
 
@@ -57,7 +63,7 @@ def _batch():
 
 def test_defaults_and_report():
     method = _lff()
-    assert method.hparams == {"q": 0.7, "ema": False, "ema_alpha": 0.7, "posthoc_tau": 0.0}
+    assert method.hparams == {"q": 0.7, "gce": "original", "ema": False, "ema_alpha": 0.7, "posthoc_tau": 0.0}
     assert method.report() == {"models": 2}
     assert method.stages(RECIPE) == [STAGE]  # the base schedule; W acts from the first step
 
@@ -85,6 +91,20 @@ def test_generalized_cross_entropy_value_and_gradient_emphasise_easy_samples():
     assert torch.isfinite(g).all()
 
 
+def test_the_originals_gce_is_ce_times_q_p_to_the_q_with_the_factor_detached():
+    # p = softmax(0, ln 3) = (1/4, 3/4): value CE·q·p_y^q, gradient q·p_y^q·(p − e_y)
+    logits = torch.tensor([[0.0, math.log(3.0)]], requires_grad=True)
+    label = torch.tensor([1])
+    value = detached_generalized_cross_entropy(logits, label)
+    assert value.item() == pytest.approx(-math.log(0.75) * 0.7 * 0.75**0.7, rel=1e-6)
+    (grad,) = torch.autograd.grad(value.sum(), logits)
+    assert torch.allclose(grad, 0.7 * 0.75**0.7 * torch.tensor([[0.25, -0.25]]))
+    (paper,) = torch.autograd.grad(generalized_cross_entropy(logits, label).sum(), logits)
+    assert torch.allclose(grad, 0.7 * paper)  # the same direction, q times the paper form's
+    with pytest.raises(UserError, match="gce must be one of original, paper"):
+        _lff(gce="mae")
+
+
 def test_failure_weights():
     weights = failure_weights(torch.tensor([1.0, 3.0, 0.0]), torch.tensor([1.0, 1.0, 2.0]))
     assert torch.allclose(weights, torch.tensor([0.5, 0.75, 0.0]))
@@ -104,8 +124,10 @@ def test_network_exposes_both_backbones_for_freezing_and_the_debiased_model_for_
     assert keys == {"backbone.debiased", "backbone.biased"}
 
 
-def test_the_biased_model_gets_only_the_gce_gradient_and_the_debiased_only_the_weighted_ce():
-    method = _lff()
+@pytest.mark.parametrize("form", ["original", "paper"])
+def test_the_biased_model_gets_only_the_gce_gradient_and_the_debiased_only_the_weighted_ce(form):
+    method = _lff(gce=form)
+    gce = {"original": detached_generalized_cross_entropy, "paper": generalized_cross_entropy}[form]
     model = _model(method)
     x, y = _batch()
     biased = [*model.backbone.biased.parameters(), *model.biased_head.parameters()]
@@ -115,14 +137,12 @@ def test_the_biased_model_gets_only_the_gce_gradient_and_the_debiased_only_the_w
     ce_b = F.cross_entropy(logits_b, y, reduction="none").detach()
     ce_d = F.cross_entropy(logits_d, y, reduction="none")
     weights = ce_b / (ce_b + ce_d.detach() + 1e-8)
-    gce_only = torch.autograd.grad(generalized_cross_entropy(logits_b, y).mean(), biased)
+    gce_only = torch.autograd.grad(gce(logits_b, y).mean(), biased)
     weighted_only = torch.autograd.grad((weights * ce_d).mean(), debiased)
     for got, want in zip(total, [*gce_only, *weighted_only], strict=True):
         assert torch.allclose(got, want, atol=1e-7)
     value = method.loss(model, x, y, _context())
-    assert value.item() == pytest.approx(
-        (generalized_cross_entropy(logits_b, y).mean() + (weights * ce_d).mean()).item(), rel=1e-6
-    )
+    assert value.item() == pytest.approx((gce(logits_b, y).mean() + (weights * ce_d).mean()).item(), rel=1e-6)
 
 
 def test_loss_averages_start_at_the_first_loss_then_move_by_alpha_normalised_by_class_maximum():
