@@ -3,14 +3,24 @@
 Columns: `sample_id` (string), `prediction` (integer class id), optionally `score_0`…`score_{C-1}`.
 Binding: `benchmark`, `split` and `manifest_sha256` — as `# key: value` lines before the CSV header,
 or as Parquet schema metadata under `glt_bench.<key>`. Reading never executes code (no pickle).
+
+Reading is bounded: only regular files (no pipe, device or `/dev/zero` symlink), at most `MAX_BYTES`,
+parsed by Arrow straight from the file (no whole-file bytes or str copy), so peak memory stays near
+the parsed table plus one score matrix. A UTF-8 byte-order mark ("Excel CSV UTF-8") is accepted.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import csv
+import hashlib
+import os
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -24,8 +34,13 @@ from benchmark.errors import UserError
 
 BINDING_KEYS = ("benchmark", "split", "manifest_sha256")
 PARQUET_PREFIX = "glt_bench."
+PARQUET_MAGIC = b"PAR1"
 SCORE_COLUMN = re.compile(r"score_(\d+)")
 MAX_BYTES = 2**30  # 1 GiB: room for a 60,000-row Test-GBL with all 1000 class scores
+MAX_LINE_BYTES = 2**20  # a `# key: value` line or the header row: 1 MiB is ~90,000 score columns
+UTF8_BOM = b"\xef\xbb\xbf"
+COPY_CHUNK = 2**20
+SHOWN = 40  # characters of a file's value quoted in an error message
 
 
 @dataclass(frozen=True)
@@ -45,10 +60,10 @@ def write_predictions(
 ) -> None:
     """Write a predictions file (format from the suffix: .csv or .parquet), atomically."""
     path = Path(path)
-    columns = {"sample_id": np.asarray(sample_ids, dtype=str), "prediction": predictions}
-    if scores is not None:  # all columns at once: one insert per class fragments the frame
-        columns.update({f"score_{c}": scores[:, c] for c in range(scores.shape[1])})
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame({"sample_id": np.asarray(sample_ids, dtype=str), "prediction": predictions})
+    if scores is not None:
+        for c in range(scores.shape[1]):
+            frame[f"score_{c}"] = scores[:, c]
     with atomic_path(path) as tmp:
         if path.suffix == ".csv":
             header = "".join(f"# {key}: {binding[key]}\n" for key in BINDING_KEYS)
@@ -56,42 +71,157 @@ def write_predictions(
         elif path.suffix == ".parquet":
             table = pa.Table.from_pandas(frame, preserve_index=False)
             meta = {f"{PARQUET_PREFIX}{key}".encode(): binding[key].encode() for key in BINDING_KEYS}
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-            # zstd without dictionaries: 60,000 rows x 1000 float32 scores take ~210 MB, not ~340 MB
-            pq.write_table(table, tmp, compression="zstd", use_dictionary=False)
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), tmp)
         else:
             raise UserError(f"{path}: predictions files end in .csv or .parquet")
 
 
-def _read_csv(path: Path, data: bytes) -> tuple[pa.Table, dict[str, str]]:
+def shown(value: object) -> str:
+    """A value from the file, quoted for an error message and cut to `SHOWN` characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+
+
+@contextlib.contextmanager
+def open_regular(path: str | Path) -> Iterator[BinaryIO]:
+    """Open `path` for reading if it is a regular file of at most `MAX_BYTES` (UserError otherwise).
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO never hangs and a symlink to
+    a device (`/dev/zero`) is refused before a byte is read.
+    """
     try:
-        text = data.decode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UserError(f"cannot read predictions file {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(
+                f"{path} is not a regular file (a pipe, device or folder); save the predictions to a file"
+            )
+        check_size(path, info.st_size)
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
+
+
+def check_size(path: str | Path, size: int) -> None:
+    if size > MAX_BYTES:
+        raise UserError(
+            f"{path} is over the {MAX_BYTES // 2**20} MiB limit ({size / 2**20:.0f} MiB or more); "
+            "drop the score columns or use Parquet"
+        )
+
+
+def copy_bounded(source: BinaryIO, target: Path, path: str | Path) -> str:
+    """Copy an open file into `target` in chunks, at most `MAX_BYTES`; returns the copy's sha256."""
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        while chunk := source.read(COPY_CHUNK):
+            size += len(chunk)
+            check_size(path, size)
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _line(handle: BinaryIO, path: Path, number: int, what: str) -> bytes:
+    line = handle.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES:
+        raise UserError(
+            f"{path}: line {number} ({what}) is longer than {MAX_LINE_BYTES // 2**20} MiB; "
+            "expected `sample_id,prediction[,score_0…]`"
+        )
+    return line
+
+
+def _text(line: bytes, path: Path, number: int) -> str:
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
-    binding, body_start = {}, 0
-    for line in text.splitlines(keepends=True):
-        if not line.startswith("#"):
+        raise UserError(f"{path} is not UTF-8 text (line {number}); save the CSV as UTF-8") from None
+
+
+def _csv_header(handle: BinaryIO, path: Path) -> tuple[list[str], dict[str, str], int]:
+    """Column names, binding and the byte offset of the first data row, read line by line."""
+    if handle.read(len(UTF8_BOM)) != UTF8_BOM:
+        handle.seek(0)
+    binding: dict[str, str] = {}
+    number = 0
+    while True:
+        number += 1
+        line = _line(handle, path, number, "a `# key: value` line or the header row")
+        if not line:
+            raise UserError(f"{path} has no header row; write `sample_id,prediction` and one row per sample")
+        if line.startswith(b"#"):
+            key, _, value = _text(line, path, number)[1:].partition(":")
+            if key.strip() in BINDING_KEYS:
+                binding[key.strip()] = value.strip()
+        elif line.strip():
             break
-        key, _, value = line[1:].partition(":")
-        binding[key.strip()] = value.strip()
-        body_start += len(line)
-    body = text[body_start:].encode()
-    if not body.strip():
-        raise UserError(f"{path} has no header row and no predictions; write `sample_id,prediction` rows")
+    columns = next(csv.reader([_text(line, path, number)]))
+    return [c.strip() for c in columns], binding, handle.tell()
+
+
+def _check_columns(path: Path, columns: list[str], num_classes: int) -> list[str]:
+    """The score columns in class order; UserError on duplicate, missing or unexpected columns."""
+    seen: set[str] = set()
+    duplicates = [c for c in columns if c in seen or seen.add(c)]
+    if duplicates:
+        raise UserError(f"{path}: column {shown(duplicates[0])} appears more than once; keep one")
+    scores = [c for c in columns if SCORE_COLUMN.fullmatch(c)]
+    extra = [c for c in columns if c not in ("sample_id", "prediction") and c not in scores]
+    missing = [c for c in ("sample_id", "prediction") if c not in columns]
+    if missing or extra:
+        problem = f"no {' or '.join(missing)} column" if missing else ""
+        if extra:
+            more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+            unexpected = f"unexpected columns {', '.join(shown(c) for c in extra[:3])}{more}"
+            problem = f"{problem}, {unexpected}" if problem else unexpected
+        raise UserError(
+            f"{path} has {problem}; expected sample_id, prediction and optionally "
+            f"score_0…score_{num_classes - 1}"
+        )
+    expected = [f"score_{c}" for c in range(num_classes)]
+    if scores and sorted(scores, key=lambda c: int(c[6:])) != expected:
+        raise UserError(f"{path}: score columns must be exactly score_0…score_{num_classes - 1}")
+    return expected if scores else []
+
+
+def _arrow_message(exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first if len(first) <= 160 else first[:159] + "…"
+
+
+def _read_csv(handle: BinaryIO, path: Path, num_classes: int) -> tuple[pa.Table, dict[str, str]]:
+    columns, binding, body = _csv_header(handle, path)
+    scores = _check_columns(path, columns, num_classes)
+    rest = handle.read(MAX_LINE_BYTES)
+    if not rest.strip() and len(rest) < MAX_LINE_BYTES:
+        raise UserError(f"{path} has a header but no rows; write one row per test sample")
+    handle.seek(body)
+    types = {"sample_id": pa.string(), "prediction": pa.string(), **dict.fromkeys(scores, pa.float64())}
     try:
         table = pacsv.read_csv(
-            io.BytesIO(body), convert_options=pacsv.ConvertOptions(column_types={"sample_id": pa.string()})
+            handle,
+            read_options=pacsv.ReadOptions(column_names=columns),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""]),
         )
-    except pa.ArrowException as exc:
-        raise UserError(f"{path} is not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except (pa.ArrowException, ValueError) as exc:
+        raise UserError(f"{path} is not a readable CSV ({_arrow_message(exc)})") from None
     return table, binding
 
 
-def _read_parquet(path: Path, data: bytes) -> tuple[pa.Table, dict[str, str]]:
+def _read_parquet(handle: BinaryIO, path: Path, num_classes: int) -> tuple[pa.Table, dict[str, str]]:
     try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as exc:
-        raise UserError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        table = pq.read_table(handle)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable Parquet file ({_arrow_message(exc)})") from None
+    _check_columns(path, table.column_names, num_classes)
     meta = table.schema.metadata or {}
     binding = {
         key.decode()[len(PARQUET_PREFIX) :]: value.decode(errors="replace")
@@ -101,25 +231,90 @@ def _read_parquet(path: Path, data: bytes) -> tuple[pa.Table, dict[str, str]]:
     return table, binding
 
 
+def _first(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.index(mask, True).as_py())
+
+
+def _sample_ids(table: pa.Table, path: Path) -> pa.Array:
+    ids = table.column("sample_id")
+    if pa.types.is_dictionary(ids.type):
+        ids = pc.cast(ids, ids.type.value_type)  # dictionary-encoded Parquet strings
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        raise UserError(f"{path}: sample_id must be text, found {ids.type}")
+    if ids.null_count:
+        raise UserError(
+            f"{path}: {ids.null_count} rows have no sample_id (first: row {_first(ids.is_null()) + 1})"
+        )
+    return pc.cast(ids, pa.string()).combine_chunks()
+
+
+def _class_ids(table: pa.Table, path: Path, num_classes: int, ids: pa.Array) -> np.ndarray:
+    """The prediction column as int64, every value a class id; errors name the first bad row."""
+    column = table.column("prediction")
+
+    def row(i: int) -> str:
+        return f"row {i + 1} (sample_id {shown(ids[i].as_py())})"
+
+    empty = column.is_null()
+    if pa.types.is_string(column.type):
+        empty = pc.or_(empty, pc.equal(column, ""))
+    count = pc.sum(empty).as_py() or 0
+    if count:
+        raise UserError(f"{path}: {count} rows have no prediction (first: {row(_first(empty))})")
+    if pa.types.is_string(column.type):  # CSV: text checked here, so "+3" or "2.0" names its row
+        whole = pc.match_substring_regex(column, r"^-?[0-9]+$")
+        if not pc.all(whole).as_py():
+            i = _first(pc.invert(whole))
+            raise UserError(
+                f"{path}: prediction {shown(column[i].as_py())} in {row(i)} is not an integer class id "
+                f"0…{num_classes - 1}"
+            )
+        long = pc.greater(pc.utf8_length(pc.utf8_ltrim(column, characters="-0")), 18)
+        if pc.any(long).as_py():  # beyond int64 too: shown as the file wrote it
+            i = _first(long)
+            raise UserError(
+                f"{path}: predictions lie outside 0…{num_classes - 1} "
+                f"(first: {column[i].as_py()[:SHOWN]} in {row(i)})"
+            )
+        column = pc.cast(column, pa.int64())
+    elif not pa.types.is_integer(column.type):
+        raise UserError(f"{path}: prediction must hold integer class ids, found {column.type}")
+    bad = pc.or_(pc.less(column, 0), pc.greater_equal(column, num_classes))
+    count = pc.sum(bad).as_py() or 0
+    if count:
+        i = _first(bad)
+        raise UserError(
+            f"{path}: {count} predictions lie outside 0…{num_classes - 1} "
+            f"(first: {column[i].as_py()} in {row(i)})"
+        )
+    return pc.cast(column, pa.int64()).to_numpy()
+
+
+def _scores(table: pa.Table, path: Path, num_classes: int) -> np.ndarray:
+    """The N×C score matrix, filled one column at a time."""
+    scores = np.empty((table.num_rows, num_classes), dtype=np.float64)
+    for c in range(num_classes):
+        column = table.column(f"score_{c}")
+        if column.null_count:
+            raise UserError(f"{path}: score_{c} is empty in {column.null_count} rows; give every score")
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            raise UserError(f"{path}: score columns must be numbers, score_{c} holds {column.type}")
+        scores[:, c] = column.to_numpy()
+    if not np.isfinite(scores).all():
+        raise UserError(f"{path}: scores must be finite (found NaN or inf)")
+    return scores
+
+
 def read_predictions(path: str | Path, num_classes: int) -> Predictions:
     """Read and check the file's own structure (columns, types, ranges, binding)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UserError(
-                f"{path} is {size / 2**20:.0f} MiB, over the {MAX_BYTES // 2**20} MiB limit; "
-                "drop the score columns or use Parquet"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read predictions file {path}: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise UserError(f"{path} is empty; write one `sample_id,prediction` row per test sample")
-    if data[:4] == b"PAR1":
-        table, binding = _read_parquet(path, data)
-    else:
-        table, binding = _read_csv(path, data)
+    with open_regular(path) as handle:
+        magic = handle.read(len(PARQUET_MAGIC))
+        if not magic:
+            raise UserError(f"{path} is empty; write one `sample_id,prediction` row per test sample")
+        handle.seek(0)
+        reader = _read_parquet if magic == PARQUET_MAGIC else _read_csv
+        table, binding = reader(handle, path, num_classes)
 
     missing_keys = [key for key in BINDING_KEYS if not binding.get(key)]
     if missing_keys:
@@ -127,68 +322,39 @@ def read_predictions(path: str | Path, num_classes: int) -> Predictions:
             f"{path} does not say which manifest it answers (missing {', '.join(missing_keys)}); "
             "add `# key: value` lines before the CSV header (see README, Predictions file)"
         )
-    columns = table.column_names
-    score_columns = sorted((c for c in columns if SCORE_COLUMN.fullmatch(c)), key=lambda c: int(c[6:]))
-    extra = [c for c in columns if c not in ("sample_id", "prediction") and c not in score_columns]
-    if "sample_id" not in columns or "prediction" not in columns or extra:
-        raise UserError(
-            f"{path} has columns {columns}; expected sample_id, prediction and optionally "
-            f"score_0…score_{num_classes - 1}"
-        )
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no rows; write one row per test sample")
-    ids = table.column("sample_id")
-    if not pa.types.is_string(ids.type) and not pa.types.is_large_string(ids.type):
-        raise UserError(f"{path}: sample_id must be text")
-    if ids.null_count:
-        raise UserError(f"{path}: {ids.null_count} rows have no sample_id")
-    prediction = table.column("prediction")
-    if prediction.null_count:
-        raise UserError(f"{path}: {prediction.null_count} rows have no prediction")
-    if not pa.types.is_integer(prediction.type):
-        raise UserError(f"{path}: prediction must hold integer class ids, found {prediction.type}")
-    preds = prediction.to_numpy().astype(np.int64)
-    bad = (preds < 0) | (preds >= num_classes)
-    if bad.any():
-        raise UserError(
-            f"{path}: {int(bad.sum())} predictions lie outside 0…{num_classes - 1} "
-            f"(first: {int(preds[bad][0])})"
-        )
-    scores = None
-    if score_columns:
-        expected = [f"score_{c}" for c in range(num_classes)]
-        if score_columns != expected:
-            raise UserError(f"{path}: score columns must be exactly score_0…score_{num_classes - 1}")
-        try:
-            scores = np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in expected])
-        except (pa.ArrowException, ValueError, TypeError):
-            raise UserError(f"{path}: score columns must be numbers") from None
-        if not np.isfinite(scores).all():
-            raise UserError(f"{path}: scores must be finite (found NaN or inf)")
-    return Predictions(ids.combine_chunks(), preds, scores, binding)
+    ids = _sample_ids(table, path)
+    predictions = _class_ids(table, path, num_classes, ids)
+    scores = _scores(table, path, num_classes) if "score_0" in table.column_names else None
+    return Predictions(ids, predictions, scores, binding)
 
 
-def align(predictions: Predictions, listing_ids: pa.Array, path: str | Path) -> np.ndarray:
+def align(predictions: Predictions, listing_ids: pa.Array | pa.ChunkedArray, path: str | Path) -> np.ndarray:
     """Predictions in the order of the split's public listing; every id exactly once."""
+    if isinstance(listing_ids, pa.ChunkedArray):
+        listing_ids = listing_ids.combine_chunks()
+    if predictions.sample_ids.equals(listing_ids):  # the usual file: written in listing order
+        return predictions.predictions
     position = pc.index_in(predictions.sample_ids, value_set=listing_ids).fill_null(-1).to_numpy()
     unknown = position < 0
     if unknown.any():
         raise UserError(
             f"{path}: {int(unknown.sum())} sample ids are not in this split "
-            f"(first: {predictions.sample_ids[int(np.argmax(unknown))].as_py()!r}); "
+            f"(first: {shown(predictions.sample_ids[int(np.argmax(unknown))].as_py())}); "
             "answer only the split's public listing"
         )
     answers = np.bincount(position, minlength=len(listing_ids))
     if (answers > 1).any():
         raise UserError(
             f"{path}: {int((answers > 1).sum())} duplicate sample ids "
-            f"(first: {listing_ids[int(np.argmax(answers > 1))].as_py()!r}); "
+            f"(first: {shown(listing_ids[int(np.argmax(answers > 1))].as_py())}); "
             "give each test sample exactly one row"
         )
     if (answers == 0).any():
         raise UserError(
             f"{path}: {int((answers == 0).sum())} test samples have no prediction "
-            f"(first: {listing_ids[int(np.argmax(answers == 0))].as_py()!r}); "
+            f"(first: {shown(listing_ids[int(np.argmax(answers == 0))].as_py())}); "
             "answer every sample of the split"
         )
     aligned = np.empty(len(listing_ids), dtype=np.int64)
