@@ -29,7 +29,7 @@ BENCHMARK = click.option("--benchmark", default="fashion-glt", show_default=True
 
 # Verbs that read files and records only: they never import torch, the methods or the builders (which
 # take seconds), so they skip `_register_all`; `list` reads the static copy in benchmark/catalog.py.
-LIGHT_VERBS = frozenset({"list", "score", "submit", "report", "verify"})
+LIGHT_VERBS = frozenset({"list", "score", "submit", "report", "verify", "sweep", "status"})
 
 
 def _register_all() -> None:
@@ -359,6 +359,109 @@ def convert_attributes_cmd(source, target, trust_pickle) -> None:
 
     rows = convert_attributes(source, target, trust_pickle=trust_pickle)
     click.echo(f"{rows} attributed instances written to {target}")
+
+
+def _sweep_options(command):
+    """The options `sweep` and `status` share: which runs the sweep is, and where they live."""
+    options = [
+        click.argument("sweep_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)),
+        click.option(
+            "--seeds", default="0,1,2", show_default=True, help="Seeds of every line: 0,1,2 or 0-4."
+        ),
+        click.option(
+            "--benchmark", default="fashion-glt", show_default=True, help="Benchmark of lines without one."
+        ),
+        MANIFESTS,
+        click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True),
+        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"])),
+        click.option("--data-root", type=click.Path(path_type=Path), help="Raw data folder of every run."),
+        click.option(
+            "--gpus-per-job",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Data-parallel GPUs of each run (with --device cpu: CPU processes, gloo).",
+        ),
+        click.option("--nodes-per-job", type=click.IntRange(min=1), default=1, show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _sweep_setup(sweep_file, seeds, benchmark, manifest_dir, out, device, data_root, gpus_per_job,
+                 nodes_per_job, threads=1, retries=1):  # fmt: skip
+    from benchmark.sweep import Options, expand, parse_seeds
+
+    options = Options(
+        out=out, manifest_dir=manifest_dir, benchmark=benchmark, device=device, data_root=data_root,
+        gpus_per_job=gpus_per_job, nodes_per_job=nodes_per_job, threads=threads, retries=retries,
+    )  # fmt: skip
+    return expand(sweep_file, parse_seeds(seeds), options), options
+
+
+@main.command("sweep")
+@_sweep_options
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Local runs at a time."
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="CPU threads per process."
+)
+@click.option(
+    "--retries", type=click.IntRange(min=0), default=1, show_default=True, help="Reruns of a crashed run."
+)
+@click.option("--partition", help="Slurm partition.")
+@click.option("--time", "time_limit", default="3:00:00", show_default=True, help="Slurm time limit per job.")
+@click.option(
+    "--cpus-per-gpu", type=click.IntRange(min=1), default=4, show_default=True, help="Slurm CPUs per GPU."
+)
+@click.option("--mem", help="Slurm memory per node, e.g. 64G.")
+@click.option("--account", help="Slurm account.")
+@click.option("--qos", help="Slurm quality of service.")
+@click.option(
+    "--array-parallelism", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Most array jobs running at once.",
+)  # fmt: skip
+@click.option("--slurm", "slurm_extra", multiple=True, metavar="KEY=VALUE", help="Any other sbatch option.")
+@click.option("--status", "show_status", is_flag=True, help="Print the sweep's status instead of submitting.")
+@click.option("--dry-run", is_flag=True, help="Plan and count, start nothing.")
+def sweep_cmd(sweep_file, seeds, benchmark, manifest_dir, out, device, data_root, gpus_per_job, nodes_per_job,
+              launcher, jobs, threads, retries, partition, time_limit, cpus_per_gpu, mem, account, qos,
+              array_parallelism, slurm_extra, show_status, dry_run) -> None:  # fmt: skip
+    """Run every line of SWEEP_FILE × every seed, here or as one Slurm job array; skip finished runs."""
+    from benchmark.sweep import SlurmOptions, format_status, status, submit
+
+    entries, options = _sweep_setup(
+        sweep_file, seeds, benchmark, manifest_dir, out, device, data_root, gpus_per_job, nodes_per_job,
+        threads, retries,
+    )  # fmt: skip
+    if show_status:
+        click.echo(format_status(status(entries, options)))
+        return
+    slurm = SlurmOptions(
+        partition=partition, time=time_limit, cpus_per_gpu=cpus_per_gpu, mem=mem, account=account, qos=qos,
+        array_parallelism=array_parallelism, extra=tuple(slurm_extra),
+    )  # fmt: skip
+    outcome = submit(entries, options, launcher, slurm=slurm, jobs=jobs, dry_run=dry_run, echo=click.echo)
+    if outcome.failed:
+        raise UserError(
+            f"{outcome.failed} runs failed: `glt-bench status {sweep_file} --out {out}` shows why"
+        )
+    if launcher == "slurm" and outcome.started:
+        click.echo(f"job ids: {', '.join(outcome.started)}")
+        click.echo(f"follow with: glt-bench status {sweep_file} --out {out}")
+
+
+@main.command("status")
+@_sweep_options
+def status_cmd(**kwargs) -> None:
+    """Print where every run of a sweep stands: done, running, queued, failed or never started."""
+    from benchmark.sweep import format_status, status
+
+    entries, options = _sweep_setup(**kwargs)
+    click.echo(format_status(status(entries, options)))
 
 
 if __name__ == "__main__":  # `python -m benchmark.cli`, as torchrun launches it

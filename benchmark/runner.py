@@ -27,6 +27,7 @@ from benchmark.protocols import Protocol, by_training_split
 from benchmark.provenance import sha256_file
 from benchmark.recipes import RECIPES, Recipe
 from benchmark.records import RECORD_VERSION, environment, result_entry
+from benchmark.sweep import where_it_ran
 from benchmark.transforms import Pipeline
 from leaderboard.predictions import write_predictions
 from leaderboard.scoring import score_predictions
@@ -83,42 +84,19 @@ def run(
     force: bool = False,
 ) -> list[Path]:
     """Train and evaluate; returns the paths of the run records written (or found done)."""
-    definition = BENCHMARKS.get(benchmark)
-    method_cls = METHODS.get(method)
-    manifest = Manifest(manifest_dir / benchmark)
-    if manifest.benchmark != benchmark:
-        raise UserError(f"{manifest.root} holds {manifest.benchmark!r}, not {benchmark!r}")
+    definition, method_cls, manifest, chosen = resolve(benchmark, method, manifest_dir, recipe, epochs)
     manifest.verify()
-    chosen = RECIPES.get(recipe or definition.recipe)
-    if epochs is not None:
-        if epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {epochs}")
-        chosen = replace(chosen, epochs=epochs)
     device = _start_distributed(compute.device)
     world = dist.get_world_size() if dist.is_initialized() else 1
     pipeline = Pipeline(chosen, definition.mean, definition.std, device)
     records = []
-    for train_split, answered in by_training_split(protocols).items():
-        hparams = method_cls(overrides or {}, manifest.class_counts(train_split)).hparams
-        start = _stage_one(from_run, method_cls, chosen, manifest, train_split)
-        config = {
-            "benchmark": benchmark,
-            "method": method,
-            "hparams": hparams,
-            "recipe": asdict(chosen),
-            "train_split": train_split,
-            "val_split": answered[0].val_split,
-            "selection_rule": selection_rule,
-            "seed": seed,
-            "manifest_sha256": manifest.content_hash,
-            "protocols": sorted(p.name for p in answered),
-            "device": device.type,
-            "precision": engine.resolve_precision(compute.precision, device),
-            "world_size": world,
-            **({"from_run": start[0]} if start else {}),
-        }
-        config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-        run_dir = out / benchmark / method / f"{train_split}-seed{seed}-{config_hash}"
+    planned = plan_runs(
+        manifest, method_cls, chosen, protocols, out, seed=seed, overrides=overrides,
+        selection_rule=selection_rule, device=device, precision=compute.precision, world=world,
+        from_run=from_run,
+    )  # fmt: skip
+    for plan in planned:
+        config, answered, run_dir, start = plan.config, plan.answered, plan.run_dir, plan.start
         record_path = run_dir / "record.json"
         if record_path.exists() and not force:
             log.info("already done: %s (use --force to run again)", record_path)
@@ -142,6 +120,81 @@ def run(
             log.info("record: %s", record_path)
             records.append(record_path)
     return records
+
+
+def resolve(
+    benchmark: str, method: str, manifest_dir: Path, recipe: str | None, epochs: int | None
+) -> tuple[BenchmarkDef, type[Method], Manifest, Recipe]:
+    """The benchmark, method class, manifest and recipe (with `epochs`) that `run` arguments name."""
+    definition = BENCHMARKS.get(benchmark)
+    method_cls = METHODS.get(method)
+    manifest = Manifest(manifest_dir / benchmark)
+    if manifest.benchmark != benchmark:
+        raise UserError(f"{manifest.root} holds {manifest.benchmark!r}, not {benchmark!r}")
+    chosen = RECIPES.get(recipe or definition.recipe)
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {epochs}")
+        chosen = replace(chosen, epochs=epochs)
+    return definition, method_cls, manifest, chosen
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training of a `run` call: its config (what its hash covers), the protocols it answers, its
+    folder, and the finished run replacing its first stage (`--from`), if any."""
+
+    config: dict[str, Any]
+    answered: list[Protocol]
+    run_dir: Path
+    start: tuple[dict[str, Any], dict[str, torch.Tensor]] | None
+
+
+def plan_runs(
+    manifest: Manifest,
+    method_cls: type[Method],
+    recipe: Recipe,
+    protocols: list[str],
+    out: Path,
+    *,
+    seed: int,
+    overrides: dict[str, Any] | None,
+    selection_rule: str,
+    device: torch.device,
+    precision: str,
+    world: int,
+    from_run: Path | None = None,
+) -> list[PlannedRun]:
+    """The trainings `run` performs and where their records go, named by the hash of their config.
+
+    The one place a config hash is computed: `run` calls it for itself, and a sweep (benchmark/sweep.py)
+    calls it for the device and world size its jobs will have, so whatever describes the executing
+    process must come in as an argument here, never from the calling process.
+    """
+    planned = []
+    for train_split, answered in by_training_split(protocols).items():
+        hparams = method_cls(overrides or {}, manifest.class_counts(train_split)).hparams
+        start = _stage_one(from_run, method_cls, recipe, manifest, train_split)
+        config = {
+            "benchmark": manifest.benchmark,
+            "method": method_cls.name,
+            "hparams": hparams,
+            "recipe": asdict(recipe),
+            "train_split": train_split,
+            "val_split": answered[0].val_split,
+            "selection_rule": selection_rule,
+            "seed": seed,
+            "manifest_sha256": manifest.content_hash,
+            "protocols": sorted(p.name for p in answered),
+            "device": device.type,
+            "precision": engine.resolve_precision(precision, device),
+            "world_size": world,
+            **({"from_run": start[0]} if start else {}),
+        }
+        config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+        run_dir = out / manifest.benchmark / method_cls.name / f"{train_split}-seed{seed}-{config_hash}"
+        planned.append(PlannedRun(config, answered, run_dir, start))
+    return planned
 
 
 def _stage_one(
@@ -285,4 +338,5 @@ def _train_and_answer(
             "device": str(pipeline.device),
         },
         "environment": environment(),
+        "ran_on": where_it_ran(time.perf_counter() - started, config["device"], config["world_size"]),
     }

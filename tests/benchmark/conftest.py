@@ -1,0 +1,28 @@
+"""A real one-node Slurm cluster for the sweep tests, started once per session and stopped by its pids."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("slurm_cluster", Path(__file__).with_name("slurm_cluster.py"))
+slurm_cluster = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(slurm_cluster)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm_cluster.Cluster]:
+    """slurmctld + slurmd + munged on this machine (2 CPUs); the clients find it through SLURM_CONF."""
+    reason = slurm_cluster.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(cluster.conf))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
