@@ -7,7 +7,7 @@ Three stages (the public code's phases):
 - `phase1`, feature learning: backbone trainable, classifier frozen; SGD lr 0.005, momentum 0.9,
   weight decay 1e-4, constant lr; batches of 128 from ClassAwareSampler(4).
   Loss λ·L_CE + (1 − λ)·L_DRO with k = 2, λ = 0.5 (`variant=paper`), or L_CE + L_DRO with k = 1
-  (`variant=code`). L_CE is CE on the frozen classifier's logits with class weights n_c/n_max, as
+  (`variant=code`, below). L_CE is CE on the frozen classifier's logits with class weights n_c/n_max, as
   torch's weighted mean (divided by the batch's summed weights, like the original's
   `CrossEntropyLoss(weight=…)`). L_DRO is `dro_loss` on the features around this epoch's centroids.
 - `phase2`, classifier retraining from the selected phase-1 weights: backbone frozen in eval mode,
@@ -23,11 +23,22 @@ images plus as many in the centroid passes and 24 × 6,714 in the selection pass
 then 6 × 26,856 = 161k phase-2 images (backbone forward only): about 5–6× a `ce` run's compute.
 
 ε (`Radii`, attached to the network as `model.radii` when phase 1 begins, so checkpoints hold it and
-a `ce` run's weights still fit phase 0): `eps=learned` one value per class, `eps=shared` one value
-for all, both initialised to `eps_init`, trained by the phase-1 optimiser (weight decay applies) and
-clamped to ≥ 0 after every step; `eps=inv_sqrt` fixed ε_c = eps_init·n_c^(−1/2) / mean_c' n_c'^(−1/2)
-(mean ε = eps_init, as for the learned init). The record reports the final ε (`epsilon`): that of
-the selected phase-1 epoch, which phase 2 leaves unchanged.
+a `ce` run's weights still fit phase 0). Default `eps=inv_sqrt`: fixed ε_c = eps_init·n_c^(−1/2) /
+mean_c' n_c'^(−1/2) (mean ε = eps_init), the paper's own non-learned choice, which keeps the radii
+what the method means them to be: larger for rarer classes. `eps=learned` (one value per class) and
+`eps=shared` (one for all) start at `eps_init`, are trained by the phase-1 optimiser (weight decay
+applies) and clamped to ≥ 0 after every step. They collapse: ε_c only enters the bound as a penalty
+on class c's positives, so ∂L/∂ε_c ≥ 0 and SGD only shrinks it (measured on fashion-glt-mini, see the
+README's findings), leaving a prototype-contrastive loss. The record reports the final ε (`epsilon`):
+that of the selected phase-1 epoch, which phase 2 leaves unchanged.
+
+`variant=code` is the public code (`dvirsamuel/DRO-LT`, `losses.py` and `main.py`): k = 1, L_CE + L_DRO
+unweighted, learned per-class ε (init 1) that is never projected (it goes negative, turning the
+penalty into a bonus), temperature 0.07 (its argparse default) unless `temperature` is given, and ε
+assigned the way `pairwise[mask] = a[mask] − ε[batch_targets]` does: the mask's True entries, taken
+row by row (class by class), receive ε of the batch's labels in sample order, which is class c's own
+ε only when the batch is sorted by label (labels [2, 2, 0, 0, 1, 1] with ε = (10, 20, 30) give class
+0's positives ε₂ = 30, class 1's ε₀ = 10, class 2's ε₁ = 20).
 
 Centroids: at the start of every phase-1 epoch the method draws the epoch's class-aware order itself,
 from a seed taken from the engine's seeded step generator (whose state the engine checkpoints, so a
@@ -63,6 +74,7 @@ if TYPE_CHECKING:
     from benchmark.engine import Session
 
 VARIANTS = {"paper": 2.0, "code": 1.0}  # variant → k, the multiple of ε_c taken off each positive
+CODE_TEMPERATURE = 0.07  # the public code's argparse default
 EPS_OPTIONS = ("learned", "shared", "inv_sqrt")
 PHASES = ("phase0", "phase1", "phase2")
 FEATURE_CHUNK = 8192  # images per feature pass when accumulating class sums (a multiple of 512)
@@ -75,16 +87,24 @@ def dro_loss(
     radii: torch.Tensor,
     k: float = 2.0,
     temperature: float = 1.0,
+    sample_order_radii: bool = False,
 ) -> torch.Tensor:
     """L_DRO of §15 for a batch: features B×d, labels B, centroids C×d (constants), radii C.
 
     For each class c in the batch, s_{c,j} = (−‖μ_c − z_j‖ − k·ε_c·[y_j = c]) / T over the batch, and
     L_c = −mean_{i: y_i = c} log softmax_j(s_{c,·})_i; the result is the mean of L_c over those classes.
+    `sample_order_radii` reproduces the public code's assignment: the positives, read row by row,
+    get ε of `labels` in sample order (right only for a batch sorted by label).
     """
     present = torch.unique(labels)
     positive = labels[None, :] == present[:, None]  # M×B
     distance = torch.cdist(centroids[present], features, compute_mode="donot_use_mm_for_euclid_dist")
-    scores = -(distance + k * radii[present, None] * positive) / temperature
+    if sample_order_radii:
+        offsets = torch.zeros_like(distance)
+        offsets[positive] = radii[labels].to(offsets.dtype)  # row-major fill, as `pairwise[mask] = …`
+    else:
+        offsets = radii[present, None] * positive
+    scores = -(distance + k * offsets) / temperature
     log_prob = scores - torch.logsumexp(scores, dim=1, keepdim=True)
     per_class = -(log_prob * positive).sum(1) / positive.sum(1)
     return per_class.mean()
@@ -137,7 +157,7 @@ class DROLT(Method):
     summary = "DRO-LT: CE model, then DRO loss around class centroids + class-aware classifier retraining"
     defaults: ClassVar[dict[str, Any]] = {
         "variant": "paper",  # paper (k = 2, λ·CE + (1 − λ)·DRO) | code (k = 1, CE + DRO)
-        "eps": "learned",  # learned | shared | inv_sqrt
+        "eps": "inv_sqrt",  # inv_sqrt (fixed, ∝ n_c^(−1/2)) | learned | shared (both collapse to 0)
         "eps_init": 1.0,
         "lam": 0.5,  # λ of variant=paper
         "temperature": 1.0,
@@ -169,6 +189,12 @@ class DROLT(Method):
         for key, ok, wanted in checks:
             if not ok:
                 raise UserError(f"dro-lt: {key} must be {wanted}, got {h[key]}")
+        if h["variant"] == "code":
+            if "eps" in hparams and hparams["eps"] != "learned":
+                raise UserError("dro-lt: variant=code learns one ε per class (eps=learned); leave eps out")
+            h["eps"] = "learned"
+            if "temperature" not in hparams:
+                h["temperature"] = CODE_TEMPERATURE
         self.k = VARIANTS[h["variant"]]
         self._nearest_centroid = False  # whether `logits` are phase 1's cosine similarities
         self._order: np.ndarray | None = None  # this phase-1 epoch's draws, from begin_epoch
@@ -268,8 +294,9 @@ class DROLT(Method):
         weights = self.ce_weights(features.device)
         ce = F.cross_entropy(model.head(features).float(), labels, weight=weights)
         dro = dro_loss(
-            features.float(), labels, self.centroids, model.radii(), self.k, self.hparams["temperature"]
-        )
+            features.float(), labels, self.centroids, model.radii(), self.k, self.hparams["temperature"],
+            sample_order_radii=self.code,
+        )  # fmt: skip
         if self.hparams["variant"] == "code":
             return ce + dro
         lam = self.hparams["lam"]
@@ -280,8 +307,12 @@ class DROLT(Method):
         counts = torch.as_tensor(self.class_counts, dtype=torch.float32, device=device)
         return counts / counts.max()
 
+    @property
+    def code(self) -> bool:
+        return self.hparams["variant"] == "code"
+
     def after_step(self, model: nn.Module, context: StepContext) -> None:
-        if context.stage.name == "phase1":
+        if context.stage.name == "phase1" and not self.code:  # the public code leaves ε unconstrained
             model.radii.project()
 
     def end_epoch(self, model: nn.Module, context: StepContext, session: Session) -> None:

@@ -152,15 +152,15 @@ def test_phase1_loss_combines_weighted_ce_on_the_frozen_classifier_with_dro(vari
     per_sample = F.cross_entropy(model(x), y, reduction="none")
     w = torch.tensor([1.0, 0.5, 1 / 6])[y]
     ce = (w * per_sample).sum() / w.sum()  # torch's weighted mean, as the original's CE(weight=…)
-    k = 2.0 if variant == "paper" else 1.0
-    dro = dro_loss(x, y, method.centroids, torch.ones(3), k=k)
+    k, temperature = (2.0, 1.0) if variant == "paper" else (1.0, 0.07)
+    dro = dro_loss(x, y, method.centroids, model.radii(), k=k, temperature=temperature)
     expected = 0.5 * ce + 0.5 * dro if variant == "paper" else ce + dro
     assert torch.allclose(loss, expected, atol=1e-6)
 
 
 # --- trainable parts per phase -------------------------------------------------------------
 def test_phase1_trains_backbone_and_eps_but_not_the_classifier():
-    method = _method()
+    method = _method(eps="learned")
     model = _model(method)
     context = _in_phase1(method, model)
     assert not model.head.weight.requires_grad
@@ -277,7 +277,7 @@ def test_phase1_centroid_pass_uses_the_engine_s_augmented_views_of_the_same_draw
 
 
 def test_phase1_logits_are_cosines_to_clean_training_means_then_the_classifier_s():
-    method = _method()
+    method = _method(eps="learned")
     model = _model(method)
     context = _in_phase1(method, model)
     method.end_epoch(model, context, PointSession())
@@ -344,3 +344,50 @@ def test_phase0_shuffles_and_phase2_draws_class_aware():
 def test_bad_options_are_user_errors(hparams: dict, fragment: str):
     with pytest.raises(UserError, match=fragment):
         _method(**hparams)
+
+
+def test_default_radii_are_fixed_larger_for_rarer_classes_and_reported():
+    method = _method()
+    assert method.hparams["eps"] == "inv_sqrt" and method.hparams["variant"] == "paper"
+    model = _model(method)
+    context = _in_phase1(method, model)
+    radii = model.radii()
+    assert radii[0] < radii[1] < radii[2] and radii.mean().item() == pytest.approx(1.0)
+    method.after_step(model, context)
+    method.finish(model, PointSession())
+    assert method.report()["epsilon"] == pytest.approx(radii.tolist())
+
+
+def test_code_variant_assigns_radii_in_sample_order_like_the_public_code():
+    """`pairwise[mask] = a[mask] − ε[batch_targets]` fills the positives row by row (class 0's, then
+    1's, then 2's) with ε of the labels in sample order: labels [2, 2, 0, 0, 1, 1] with ε = (10, 20,
+    30) give class 0's positives ε₂ = 30, class 1's ε₀ = 10 and class 2's ε₁ = 20."""
+    labels = torch.tensor([2, 2, 0, 0, 1, 1])
+    features = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    centroids = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    radii = torch.tensor([10.0, 20.0, 30.0])
+    got = dro_loss(features, labels, centroids, radii, k=1.0, temperature=7.0, sample_order_radii=True)
+    as_if = dro_loss(features, labels, centroids, torch.tensor([30.0, 10.0, 20.0]), k=1.0, temperature=7.0)
+    right = dro_loss(features, labels, centroids, radii, k=1.0, temperature=7.0)
+    assert torch.allclose(got, as_if, rtol=1e-6)
+    assert not torch.allclose(got, right, rtol=1e-3)
+    ordered = torch.tensor([0, 0, 1, 1, 2, 2])  # a batch sorted by label gets every ε right
+    assert torch.allclose(
+        dro_loss(features, ordered, centroids, radii, 1.0, 7.0, sample_order_radii=True),
+        dro_loss(features, ordered, centroids, radii, 1.0, 7.0),
+        rtol=1e-6,
+    )
+
+
+def test_code_variant_learns_unconstrained_per_class_radii_at_temperature_0_07():
+    method = _method(variant="code")
+    assert (method.hparams["eps"], method.hparams["temperature"], method.k) == ("learned", 0.07, 1.0)
+    assert _method(variant="code", temperature=1.0).hparams["temperature"] == 1.0
+    model = _model(method)
+    context = _in_phase1(method, model)
+    with torch.no_grad():
+        model.radii.value.copy_(torch.tensor([-1.0, 0.5, -0.2]))
+    method.after_step(model, context)
+    assert torch.equal(model.radii.value, torch.tensor([-1.0, 0.5, -0.2]))  # never projected
+    with pytest.raises(UserError, match="variant=code learns one ε per class"):
+        _method(variant="code", eps="inv_sqrt")
