@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ BENCHMARK = click.option("--benchmark", default="fashion-glt", show_default=True
 
 # Verbs that read files and records only: they never import torch, the methods or the builders (which
 # take seconds), so they skip `_register_all`; `list` reads the static copy in benchmark/catalog.py.
-LIGHT_VERBS = frozenset({"list", "score", "submit", "report", "verify", "sweep", "status"})
+LIGHT_VERBS = frozenset({"list", "score", "submit", "report", "verify", "compare", "sweep", "status"})
 
 
 def _register_all() -> None:
@@ -38,14 +39,38 @@ def _register_all() -> None:
     import splits  # noqa: F401
 
 
+ERROR_LIMIT = 300  # characters of an error line
+
+
+def one_line(message: str, limit: int = ERROR_LIMIT) -> str:
+    """An error message on one line of at most `limit` characters (whatever a file or name held)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _Group(click.Group):
-    """Turns UserError into a one-line message and exit code 1, without a traceback."""
+    """Turns UserError into a one-line message (≤ 300 characters) and exit code 1, without a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
+
+
+def _manifest(manifest_dir: Path, benchmark: str):
+    """The built manifest of a benchmark; a metadata.json of the wrong shape is one UserError line."""
+    from benchmark.manifest import Manifest
+
+    try:
+        manifest = Manifest(manifest_dir / benchmark)
+        manifest.benchmark, manifest.num_classes  # noqa: B018  (touched: any shape error surfaces here)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UserError(
+            f"{manifest_dir / benchmark / 'metadata.json'} is not a glt-bench manifest "
+            f"({type(exc).__name__}: {exc}); rebuild it with `glt-bench build-splits`"
+        ) from None
+    return manifest
 
 
 @click.group(cls=_Group)
@@ -169,7 +194,13 @@ def build_splits_cmd(ctx: click.Context, benchmark, out, manifest_dir, **options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--recipe", help="Training recipe (default: the benchmark's own; see `glt-bench list`).")
 @click.option("--epochs", type=int, help="Override the recipe's epoch count.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="auto: CUDA when a GPU is visible, else the CPU.",
+)
 @click.option(
     "--precision",
     default="auto",
@@ -179,7 +210,16 @@ def build_splits_cmd(ctx: click.Context, benchmark, out, manifest_dir, **options
 )
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the backbone.")
 @click.option(
-    "--gpus", type=int, default=1, show_default=True, help="Data-parallel GPUs (launches torchrun)."
+    "--gpus",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data-parallel GPUs (launches torchrun).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads of this process [default: torch's, usually one per core]; CPU results depend on it.",
 )
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a method hyperparameter."
@@ -198,6 +238,17 @@ def build_splits_cmd(ctx: click.Context, benchmark, out, manifest_dir, **options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
 @click.option("--force", is_flag=True, help="Run again even if a record for this config exists.")
+@click.option(
+    "--allow-thread-change",
+    is_flag=True,
+    help="Let --resume continue a CPU checkpoint written under another thread count.",
+)
+@click.option(
+    "--scores/--no-scores",
+    default=True,
+    show_default=True,
+    help="Write each test sample's class probabilities into the predictions files.",
+)
 def run_cmd(
     benchmark,
     method,
@@ -209,6 +260,7 @@ def run_cmd(
     precision,
     compile_,
     gpus,
+    threads,
     overrides,
     selection,
     from_run,
@@ -217,14 +269,26 @@ def run_cmd(
     out,
     resume,
     force,
+    allow_thread_change,
+    scores,
 ) -> None:
     """Train a method, select on Val, predict the test splits, score and write run records."""
+    import torch
+
     from baselines.base import METHODS, parse_overrides
     from benchmark.runner import Compute, run
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:
-        if device != "cuda":
+        if device == "cpu":
             raise UserError("--gpus needs --device cuda; for CPU processes launch torchrun yourself")
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible < gpus:
+            raise UserError(
+                f"--gpus {gpus} needs {gpus} CUDA GPUs but {visible} are visible; "
+                "pass --gpus with at most that many, or run on a machine with GPUs"
+            )
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
         sys.exit(subprocess.run([*launcher, "-m", "benchmark.cli", *sys.argv[1:]], check=False).returncode)
     started = time.perf_counter()
@@ -245,11 +309,15 @@ def run_cmd(
         from_run=from_run,
         resume=resume,
         force=force,
+        allow_thread_change=allow_thread_change,
+        scores=scores,
     )
     for path in paths:
         record = json.loads(path.read_text(encoding="utf-8"))
         for result in record["results"]:
             click.echo(f"{record['method']:<12} {result['protocol']:<4} {_brief(result['metrics'])}")
+            where = path.parent / result["predictions"]
+            click.echo(f"  predictions for {result['protocol']} ({result['split']}): {where}")
     if paths:
         click.echo(f"records in {out}  ({time.perf_counter() - started:.1f} s)")
 
@@ -270,11 +338,9 @@ def _brief(metrics: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
     """Validate a predictions file and score it against the held-out labels."""
-    from benchmark.manifest import Manifest
     from leaderboard.scoring import score_predictions
 
-    manifest = Manifest(manifest_dir / benchmark)
-    metrics = score_predictions(predictions, manifest, protocol)
+    metrics = score_predictions(predictions, _manifest(manifest_dir, benchmark), protocol)
     if as_json:
         click.echo(json.dumps(metrics, indent=2, sort_keys=True))
         return
@@ -293,27 +359,49 @@ def score_cmd(predictions, benchmark, protocol, manifest_dir, as_json) -> None:
 @main.command("submit")
 @click.argument("predictions", type=click.Path(path_type=Path))
 @BENCHMARK
-@click.option("--protocol", required=True, type=click.Choice(list(PROTOCOLS)))
-@click.option("--name", required=True, help="Submitter or model name shown on the leaderboard.")
-@click.option("--method", help="Method name for the leaderboard row [default: the name].")
-@click.option("--description", default="", help="One line about the submission.")
-@click.option("--url", default="", help="Paper or code link.")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), help="Protocol answered (needed).")
+@click.option("--name", help="Leaderboard row label, ≤ 100 characters (needed); not a method's name.")
+@click.option(
+    "--train-split",
+    type=click.Choice(["train_glt", "train_cbl"]),
+    help="Split the model trained on (needed): train_glt for clt and glt, train_cbl for alt.",
+)
+@click.option("--method", help="The method you ran, as free text ≤ 100 characters [default: none].")
+@click.option("--description", default="", help="One line about the submission, ≤ 2,000 characters.")
+@click.option("--url", default="", help="http(s) link to the paper or code, ≤ 500 characters.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed the predictions came from.")
 @MANIFESTS
 @click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 def submit_cmd(
-    predictions, benchmark, protocol, name, method, description, url, seed, manifest_dir, runs_dir
+    predictions,
+    benchmark,
+    protocol,
+    name,
+    train_split,
+    method,
+    description,
+    url,
+    seed,
+    manifest_dir,
+    runs_dir,
 ):
     """Validate and score a predictions file, and store it as a leaderboard submission."""
-    from benchmark.manifest import Manifest
     from leaderboard.submit import submit
 
+    given = {"--protocol": protocol, "--name": name, "--train-split": train_split}
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        raise click.UsageError(
+            f"submit needs --protocol, --name and --train-split; missing {', '.join(missing)}"
+        )
     path = submit(
-        predictions, Manifest(manifest_dir / benchmark), protocol, runs_dir,
-        name=name, method=method, description=description, url=url, seed=seed,
+        predictions, _manifest(manifest_dir, benchmark), protocol, runs_dir, name=name,
+        train_split=train_split, method=method, description=description, url=url, seed=seed,
     )  # fmt: skip
-    metrics = json.loads(path.read_text(encoding="utf-8"))["results"][0]["metrics"]
-    click.echo(f"{name} {protocol}: {_brief(metrics)}")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    click.echo(f"{record['name']} {protocol}: {_brief(record['results'][0]['metrics'])}")
+    for other in record["identical_to"]:
+        click.echo(f"note: the same predictions file as {other}")
     click.echo(f"stored: {path}")
 
 
@@ -325,14 +413,27 @@ def submit_cmd(
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Also rewrite this file's `<!-- results:BENCHMARK -->` sections with the runs' summary tables.",
 )
-def report_cmd(runs_dir, out, readme) -> None:
+@click.option(
+    "--manifests",
+    "manifest_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Re-score every stored predictions file against these manifests: verification levels, "
+    "significance against the Baseline, benchmark cards.",
+)
+def report_cmd(runs_dir, out, readme, manifest_dir) -> None:
     """Render the HTML leaderboard and its Markdown, CSV and LaTeX tables from the records."""
-    from benchmark.atomic import write_text
-    from leaderboard.exports import README_START, replace_section, results_summary
-    from leaderboard.report import report_tables, write_report
-    from leaderboard.store import load_records
+    from benchmark.atomic import ensure_writable_dir, write_text
 
-    records = load_records(runs_dir)
+    ensure_writable_dir(out)  # before any work: a read-only --out is one line, not a traceback at the end
+    from leaderboard.exports import README_START, replace_section, results_summary
+    from leaderboard.report import current_stamp, report_tables, write_report
+    from leaderboard.store import clean_orphans, load_records
+    from leaderboard.tables import usable_records
+
+    if manifest_dir is not None and not manifest_dir.is_dir():
+        raise UserError(f"--manifests {manifest_dir} is not a folder; pass the folder `build-splits` wrote")
+    clean_orphans(runs_dir)
+    records = usable_records(load_records(runs_dir))
     text = None
     if readme:  # checked before anything is written
         text = readme.read_text(encoding="utf-8")
@@ -342,11 +443,44 @@ def report_cmd(runs_dir, out, readme) -> None:
         tables = report_tables(records)
         for name in names:
             text = replace_section(text, name, results_summary(tables, name))
-    path = write_report(records, out)
+    path = write_report(records, out, current_stamp(), runs_dir=runs_dir, manifest_dir=manifest_dir)
     click.echo(f"leaderboard of {len(records)} records: {path.resolve()}")
     if text is not None:
         write_text(readme, text)
         click.echo(f"results of {', '.join(names)} written into {readme}")
+
+
+@main.command("verify")
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@MANIFESTS
+def verify_cmd(runs_dir, manifest_dir) -> None:
+    """Re-score every stored predictions file and compare with its record; exit 1 on any drift."""
+    from leaderboard.store import load_records
+    from leaderboard.tables import usable_records
+    from leaderboard.verify import EQUAL, Verifier
+
+    records = usable_records(load_records(runs_dir))
+    checks = Verifier(runs_dir, manifest_dir).check_all(records)
+    for (path, protocol), check in sorted(checks.items()):
+        click.echo(f"{check.status:<12} {protocol:<4} {path}: {check.message}")
+    bad = sum(check.status != EQUAL for check in checks.values())
+    click.echo(f"{len(checks) - bad} of {len(checks)} results re-scored equal to their records")
+    if bad:
+        raise click.ClickException(f"{bad} results drifted or could not be re-scored (listed above)")
+
+
+@main.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@MANIFESTS
+@click.option("--benchmark", help="The benchmark of A and B when a row label exists on several.")
+def compare_cmd(a, b, runs_dir, manifest_dir, benchmark) -> None:
+    """Paired significance test between two rows (record folders or leaderboard row labels)."""
+    from leaderboard.compare import compare
+
+    for line in compare(a, b, runs_dir, manifest_dir, benchmark):
+        click.echo(line)
 
 
 @main.command("convert-attributes")
@@ -445,13 +579,12 @@ def sweep_cmd(sweep_file, seeds, benchmark, manifest_dir, out, device, data_root
         array_parallelism=array_parallelism, extra=tuple(slurm_extra),
     )  # fmt: skip
     outcome = submit(entries, options, launcher, slurm=slurm, jobs=jobs, dry_run=dry_run, echo=click.echo)
+    again = shlex.join(["glt-bench", *sys.argv[1:], "--status"])
     if outcome.failed:
-        raise UserError(
-            f"{outcome.failed} runs failed: `glt-bench status {sweep_file} --out {out}` shows why"
-        )
+        raise UserError(f"{outcome.failed} runs failed; `{again}` says why")
     if launcher == "slurm" and outcome.started:
         click.echo(f"job ids: {', '.join(outcome.started)}")
-        click.echo(f"follow with: glt-bench status {sweep_file} --out {out}")
+        click.echo(f"follow with: {again}")
 
 
 @main.command("status")

@@ -22,17 +22,22 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from leaderboard.tables import Row, Table
 
+# Okabe–Ito: distinguishable under protanopia, deuteranopia and tritanopia (orange/blue first).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 STYLE = {
     "svg.hashsalt": "glt-bench",
     "svg.fonttype": "none",
     "text.parse_math": False,
-    "font.size": 8,
+    "font.size": 10,
+    "legend.fontsize": 9,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
 MARKERS = {"run": "o", "submission": "s", "reported": "^"}
+LAYER = {"reported": 1, "submission": 2, "run": 3}  # runs drawn on top: never hidden by a submission
 PER_CLASS_ROWS = 6  # series in the per-class plot: the best rows that have per-class data
 MAX_CLASS_POINTS = 100  # more classes than this are shown as mean accuracy per training-count bin
 COUNT_BINS = 20
@@ -51,6 +56,8 @@ def _legend_text(text: str) -> str:
 
 
 def _short(text: str) -> str:
+    """A figure label: at most LABEL_CHARS characters, only characters the fonts can show (others: ?)."""
+    text = "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else "?" for c in str(text))
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
@@ -97,10 +104,11 @@ def per_class_figure(table: Table) -> Figure | None:
         counts = np.array(row.per_class.train_counts, dtype=float)
         accuracy = np.array([np.nan if a is None else 100 * a for a in row.per_class.accuracy])
         marker, label = MARKERS.get(row.kind, "o"), _legend_text(_short(row.label))
+        layer = LAYER.get(row.kind, 3)
         if binned:
-            axes.plot(*_count_bins(counts, accuracy), marker=marker, ms=3, label=label)
+            axes.plot(*_count_bins(counts, accuracy), marker=marker, ms=4, label=label, zorder=layer)
         else:
-            axes.scatter(counts, accuracy, s=10, alpha=0.7, marker=marker, label=label)
+            axes.scatter(counts, accuracy, s=16, alpha=0.8, marker=marker, label=label, zorder=layer)
     if positive:
         axes.set_xscale("log")
         axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -108,32 +116,66 @@ def per_class_figure(table: Table) -> Figure | None:
         axes.xaxis.set_minor_formatter(NullFormatter())
     ylabel = "class accuracy (%" + (f", mean in {COUNT_BINS} count bins)" if binned else ")")
     axes.set(xlabel="training images of the class", ylabel=ylabel, ylim=(-3, 103))
-    axes.legend(fontsize=7, loc="upper left")
+    axes.legend(loc="upper left")
     return figure
 
 
 def precision_accuracy_figure(table: Table) -> Figure | None:
-    """Precision against accuracy, one point per row, bootstrap 95% intervals as error bars."""
+    """Precision against accuracy, one point per row, bootstrap 95% intervals as error bars; runs are
+    drawn above submissions (filled circles over open squares) and labels are moved apart."""
     rows = [row for row in table.rows if row.cells["acc"] and row.cells["prec"]]
     if not rows:
         return None
-    axes = (figure := _figure(6, 3.6)).add_subplot()
-    for kind, marker in MARKERS.items():
+    axes = (figure := _figure(6.4, 4.2)).add_subplot()
+    labelled = []
+    for kind in ("reported", "submission", "run"):
         chosen = [row for row in rows if row.kind == kind]
         if not chosen:
             continue
         x = np.array([_value(row, "acc") for row in chosen])
         y = np.array([_value(row, "prec") for row in chosen])
         errors = [_error_bars(chosen, key, centre) for key, centre in (("acc", x), ("prec", y))]
-        colour = "0.6" if kind == "reported" else None
-        axes.errorbar(x, y, xerr=errors[0], yerr=errors[1], fmt=marker, color=colour, ms=5,
-                      elinewidth=0.8, capsize=2, label=kind)  # fmt: skip
+        colour = {"reported": "0.55", "submission": PALETTE[1], "run": PALETTE[0]}[kind]
+        axes.errorbar(x, y, xerr=errors[0], yerr=errors[1], fmt=MARKERS[kind], color=colour, ms=6,
+                      mfc="none" if kind == "submission" else colour, elinewidth=0.8, capsize=2,
+                      label=kind, zorder=LAYER[kind])  # fmt: skip
         if kind != "reported":
-            for row, xi, yi in zip(chosen, x, y, strict=True):
-                axes.annotate(_short(row.label), (xi, yi), xytext=(4, 3), textcoords="offset points")
+            labelled += [(row.label, xi, yi) for row, xi, yi in zip(chosen, x, y, strict=True)]
+    leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"}
+    for text, xi, yi, dy in _spread(labelled):
+        axes.annotate(_short(text), (xi, yi), xytext=(5, dy), textcoords="offset points", fontsize=9,
+                      arrowprops=leader if dy != 3 else None)  # fmt: skip
     axes.set(xlabel="accuracy (%)", ylabel="precision (%)")
-    axes.legend(fontsize=7, loc="best")
+    axes.legend(loc="best")
     return figure
+
+
+def _spread(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float, float]]:
+    """Vertical label offsets (points) so that labels of nearby points do not overlap: labels are
+    placed bottom to top and each is pushed up to clear the previous one (12 pt apart)."""
+    if not points:
+        return []
+    xs, ys = np.array([p[1] for p in points]), np.array([p[2] for p in points])
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    if not finite.any():
+        return []
+    span = max(np.ptp(ys[finite]), 1e-9)
+    xspan = max(np.ptp(xs[finite]), 1e-9)
+    height_pt = 4.2 * 72 * 0.8  # plot height in points, roughly
+    placed: list[tuple[float, float]] = []  # (x in data units, label bottom in points from the lowest y)
+    out = []
+    for index in np.argsort(ys, kind="stable"):
+        if not finite[index]:
+            continue
+        text, x, y = points[index]
+        base = (y - ys[finite].min()) / span * height_pt
+        level = base + 3
+        for other_x, other_level in placed:
+            if abs(other_x - x) < 0.25 * xspan and level < other_level + 12:
+                level = other_level + 12
+        placed.append((x, level))
+        out.append((text, x, y, level - base))
+    return out
 
 
 def _error_bars(rows: list[Row], key: str, centre: np.ndarray) -> np.ndarray:
@@ -154,8 +196,8 @@ def _grouped_bars(table: Table, panels: list[tuple[str, list[tuple[str, str]]]])
     if not rows:
         return None
     labels = [_short(row.label) for row in rows]
-    left = 0.3 + 0.06 * max(len(label) for label in labels)
-    figure = _figure(left + 3.2 * len(panels), 1.3 + 0.3 * len(rows), left=left, bottom=0.9)
+    left = 0.3 + 0.075 * max(len(label) for label in labels)
+    figure = _figure(left + 3.2 * len(panels), 1.4 + 0.34 * len(rows), left=left, bottom=1.0)
     height = 0.8 / max(len(series) for _, series in panels)
     for index, (title, series) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
@@ -164,7 +206,7 @@ def _grouped_bars(table: Table, panels: list[tuple[str, list[tuple[str, str]]]])
             values = np.nan_to_num([_value(row, key) for row in rows])
             boxes = [[(0, y), (v, y), (v, y + height), (0, y + height)]
                      for y, v in zip(tops, values, strict=True)]  # fmt: skip
-            axes.add_collection(PolyCollection(boxes, facecolors=f"C{offset}", label=label))
+            axes.add_collection(PolyCollection(boxes, facecolors=PALETTE[offset], label=label))
         axes.set_yticks(np.arange(len(rows)), labels if index == 0 else [""] * len(rows))
         axes.set(title=title, xlim=(0, 100), ylim=(len(rows) - 0.5, -0.5), xlabel="%")
         axes.grid(axis="y", visible=False)
@@ -187,11 +229,33 @@ def attribute_figure(table: Table) -> Figure | None:
     return _grouped_bars(table, [("accuracy by attribute", [(f"acc_att{k}", f"att{k}") for k in range(3)])])
 
 
+def reliability_figure(table: Table) -> Figure | None:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per row
+    whose predictions carry scores (the best rows first), with the diagonal of perfect calibration."""
+    rows = [row for row in table.rows if row.reliability is not None][:PER_CLASS_ROWS]
+    if not rows:
+        return None
+    axes = (figure := _figure(5.2, 4.2)).add_subplot()
+    axes.plot([0, 100], [0, 100], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    for row in rows:
+        bins = row.reliability
+        table_bins = zip(bins.confidence, bins.accuracy, bins.count, strict=True)
+        pairs = [(100 * c, 100 * a) for c, a, n in table_bins if n and c is not None and a is not None]
+        if pairs:
+            x, y = zip(*pairs, strict=True)
+            axes.plot(x, y, marker=MARKERS.get(row.kind, "o"), ms=4, label=_legend_text(_short(row.label)),
+                      zorder=LAYER.get(row.kind, 3))  # fmt: skip
+    axes.set(xlabel="confidence (%, mean per bin)", ylabel="accuracy (%)", xlim=(0, 102), ylim=(0, 102))
+    axes.legend(loc="upper left")
+    return figure
+
+
 FIGURES = (
     ("Per-class accuracy against training frequency", per_class_figure),
     ("Precision against accuracy", precision_accuracy_figure),
     ("Many / medium / few", group_figure),
     ("Attribute-wise accuracy", attribute_figure),
+    ("Reliability diagram", reliability_figure),
 )
 
 

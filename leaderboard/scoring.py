@@ -71,7 +71,13 @@ def score_predictions(
 
     `resamples=0` leaves out the bootstrap intervals (their keys are then `None`).
     """
-    data = read_aligned(path, manifest, protocol)
+    return score_aligned(read_aligned(path, manifest, protocol), manifest, protocol, resamples=resamples)
+
+
+def score_aligned(
+    data: Aligned, manifest: Manifest, protocol: str, *, resamples: int = BOOTSTRAP_RESAMPLES
+) -> dict[str, Any]:
+    """The metrics of `score_predictions` from an already validated and aligned file."""
     labels, aligned = data.labels, data.predictions
     metrics: dict[str, Any] = glt_metrics(labels, aligned, manifest.class_groups, data.attributes)
     metrics.update(bootstrap_ci95(labels, aligned, manifest.num_classes, resamples=resamples))

@@ -3,16 +3,18 @@ names, a GPU run and an ImageNet-GLT run beside the paper's reported rows."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leaderboard.report import write_report
+from leaderboard.report import Stamp, write_report
 
 XSS_NAME = "<script>alert(1)</script>"
 NASTY_NAME = '=cmd|"x" 50% a_b & {c} ~ ^ \\ $ # <img src=x onerror="window.__pwned=1">'
 MANIFEST = "ab" * 32
+STAMP = Stamp("2026-01-02 03:04 UTC", "0123456789abcdef0123456789abcdef01234567")
 
 
 def metrics(acc: float, prec: float, *, ci: bool = True, per_class: bool = True) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def record(
             {
                 "protocol": p,
                 "predictions": f"predictions_{p}.csv",
-                "predictions_sha256": f"{seed}{p}" * 8,
+                "predictions_sha256": hashlib.sha256(f"{method}{hparams}{seed}{p}".encode()).hexdigest(),
                 "metrics": m,
             }
             for p, m in results.items()
@@ -128,8 +130,13 @@ def records() -> list[dict[str, Any]]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of `build_records()`, rendered once: index.html and the exports."""
     out = tmp_path_factory.mktemp("site")
-    write_report(build_records(), out)
+    write_report(build_records(), out, STAMP)
     return out
+
+
+@pytest.fixture(scope="session")
+def stamp() -> Stamp:
+    return STAMP
 
 
 @pytest.fixture
