@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from baselines.base import Method, Stage, StepContext
 from benchmark.atomic import atomic_path
+from benchmark.errors import UserError
 from benchmark.parallel import rank_and_world
 from benchmark.recipes import Recipe
 from benchmark.selection import SELECTION_RULES
@@ -37,6 +38,33 @@ log = logging.getLogger("glt_bench")
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 512
+CHECKPOINT_KEYS = frozenset(
+    {"stage", "epoch", "model", "optimizer", "scaler", "method", "rng", "outcome", "best_score", "best_state"}
+)
+FINITE_CHECK_EVERY = 32  # steps between the (synchronising) non-finite-loss checks on CUDA
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite: nothing of the run can be recorded."""
+
+
+class ThreadCountChanged(UserError):
+    """A CPU run would resume under another thread count than its checkpoint was written with."""
+
+
+def load_torch_file(path: Path, hint: str) -> Any:
+    """torch.load with weights_only=True; a damaged or foreign file is one line naming it and `hint`.
+
+    torch's own messages (which suggest weights_only=False, never an option here, and an empty file
+    surfaces as EOFError) are replaced by their first line.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {hint}") from None
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{path} is not a readable torch file ({reason}); {hint}") from None
 
 
 @dataclass
@@ -58,7 +86,7 @@ class TrainOutcome:
     images_processed: int = 0
     optimizer_steps: int = 0
     epochs: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # summed over every process of the run (resumes included)
     gpu_seconds: float = 0.0
     peak_memory_bytes: int = 0
     precision: str = "fp32"
@@ -258,7 +286,11 @@ class _Checkpoints:
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.exists():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=True)
+        hint = "start the run over with --force (instead of --resume)"
+        state = load_torch_file(self.path, hint)
+        if not isinstance(state, dict) or not state.keys() >= CHECKPOINT_KEYS:
+            raise UserError(f"{self.path} is not a training checkpoint (a model.pt in its place?); {hint}")
+        return state
 
 
 def _rng_state(rng: np.random.Generator, generators: list[torch.Generator]) -> dict[str, Any]:
@@ -300,12 +332,15 @@ def train(
     start_weights: dict[str, torch.Tensor] | None = None,
     benchmark: str = "",
     train_split: str = "",
+    allow_thread_change: bool = False,
 ) -> TrainOutcome:
     """Run every stage of the method; in each, keep the weights the selection rule prefers on Val.
 
     `start_weights` (a finished run's selected weights) replace the stages marked `pretrained`.
     With `resume`, training continues from the checkpoint in `checkpoint_dir` and ends exactly
-    where an uninterrupted run would have (on the CPU, bit for bit).
+    where an uninterrupted run would have (on the CPU, bit for bit, with the same thread count:
+    a CPU checkpoint written under another count is refused unless `allow_thread_change`).
+    A NaN or infinite training loss stops the run with `Diverged`, naming the epoch and step.
     """
     rule = SELECTION_RULES.get(selection_rule)
     device = pipeline.device
@@ -330,9 +365,19 @@ def train(
     saved = checkpoints.load() if resume else None
     first_stage = next((i for i, s in enumerate(stages) if not s.pretrained), len(stages))
     position = (first_stage, 0) if start_weights is not None else (0, 0)
+    threads = torch.get_num_threads()
+    earlier_seconds = 0.0  # training time of the processes before a resume
     if saved is not None:
+        written_with = saved.get("threads")
+        if device.type == "cpu" and written_with not in (None, threads) and not allow_thread_change:
+            raise ThreadCountChanged(
+                f"{checkpoints.path} was written by a process with {written_with} CPU threads, this one "
+                f"has {threads}, and CPU results depend on it: resume with OMP_NUM_THREADS={written_with} "
+                "(or --threads), or pass --allow-thread-change to mix them knowingly"
+            )
         position = (saved["stage"], saved["epoch"])
         outcome.resumed_from_epoch = saved["outcome"]["epochs"]
+        earlier_seconds = saved["outcome"].get("train_seconds", 0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     labels_np = train_set.labels.numpy()
     val_labels = val_set.labels.numpy()
@@ -384,6 +429,7 @@ def train(
             order = method.epoch_order(labels_np, rng, context)
             epoch_started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of a NaN/inf loss
             batches = _batches(order, batch_size, train_set, method, transform_generator, on_cuda)
             steps = math.ceil(len(order) / batch_size)
             for step, (indices, images) in enumerate(batches):
@@ -408,6 +454,13 @@ def train(
                 loss_sum += loss.detach().float() * global_size
                 outcome.images_processed += global_size
                 outcome.optimizer_steps += 1
+                first_bad = torch.where(
+                    (first_bad < 0) & ~torch.isfinite(loss.detach()),
+                    torch.full_like(first_bad, step),
+                    first_bad,
+                )
+                if not on_cuda or (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == steps:
+                    _stop_if_diverged(first_bad, method, stage, epoch, steps, world)
             method.end_epoch(model, context, session)
             if on_cuda:
                 torch.cuda.synchronize(device)
@@ -440,7 +493,9 @@ def train(
                     "scaler": scaler.state_dict(),
                     "method": method.state_dict(),
                     "rng": _rng_state(rng, generators),
+                    "threads": threads,
                     "outcome": {
+                        "train_seconds": earlier_seconds + time.perf_counter() - started,
                         "images_processed": outcome.images_processed,
                         "optimizer_steps": outcome.optimizer_steps,
                         "epochs": outcome.epochs,
@@ -457,13 +512,29 @@ def train(
     model = method.finish(model, session)
     outcome.model = model
     outcome.method_report = method.report()
-    outcome.train_seconds = time.perf_counter() - started
+    outcome.train_seconds = earlier_seconds + time.perf_counter() - started
     if on_cuda:
         outcome.gpu_seconds = outcome.train_seconds * world
         outcome.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
     else:
         outcome.peak_memory_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return outcome
+
+
+def _stop_if_diverged(
+    first_bad: torch.Tensor, method: Method, stage: Stage, epoch: int, steps: int, world: int
+) -> None:
+    """Raise `Diverged` when any rank has seen a non-finite loss in this epoch (`first_bad` ≥ 0)."""
+    if world > 1:
+        first_bad = first_bad.clone()
+        dist.all_reduce(first_bad, op=dist.ReduceOp.MAX)
+    step = int(first_bad)
+    if step >= 0:
+        raise Diverged(
+            f"training diverged: the loss of {method.name} became NaN or infinite at epoch {epoch + 1}, "
+            f"step {step + 1} of {steps} (stage {stage.name}); lower the learning rate or the --set "
+            "value that causes it"
+        )
 
 
 def _share(size: int, unit: int, rank: int, world: int) -> np.ndarray:

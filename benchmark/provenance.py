@@ -1,4 +1,4 @@
-"""What a result depends on besides its inputs: package versions and the code's git SHA."""
+"""What a result depends on besides its inputs: package versions, the code's git SHA, the hardware."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def git_sha() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -29,3 +30,19 @@ def result_entry(
 def environment() -> dict[str, Any]:
     """Package versions, the code's git SHA and the command line."""
     return {"versions": package_versions(), "git_sha": git_sha(), "argv": sys.argv}
+
+
+def finite_only(data: Any, where: str = "") -> tuple[Any, list[str]]:
+    """A copy of JSON-ready `data` with every NaN or infinite float replaced by None (JSON null),
+    and the dotted keys of what was replaced: records never carry NaN, which strict JSON forbids."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None, [where or "."]
+    if isinstance(data, dict):
+        pairs = [
+            (key, finite_only(value, f"{where}.{key}" if where else str(key))) for key, value in data.items()
+        ]
+        return {key: value for key, (value, _) in pairs}, [p for _, (_, found) in pairs for p in found]
+    if isinstance(data, (list, tuple)):
+        items = [finite_only(value, f"{where}[{i}]") for i, value in enumerate(data)]
+        return [value for value, _ in items], [p for _, found in items for p in found]
+    return data, []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -18,15 +20,16 @@ import torch.distributed as dist
 
 from baselines.base import METHODS, Method
 from benchmark import engine
-from benchmark.atomic import atomic_path, write_json
+from benchmark.atomic import atomic_path, ensure_writable_dir, remove_temporaries, write_json
 from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
 from benchmark.errors import UserError
 from benchmark.manifest import BOX_COLUMN, Manifest
 from benchmark.models import BACKBONES
-from benchmark.protocols import Protocol, by_training_split
-from benchmark.provenance import sha256_file
+from benchmark.protocols import PROTOCOLS, Protocol, by_training_split
+from benchmark.provenance import cpu_model, sha256_file
 from benchmark.recipes import RECIPES, Recipe
-from benchmark.records import RECORD_VERSION, environment, result_entry
+from benchmark.records import RECORD_VERSION, environment, finite_only, result_entry
+from benchmark.runlock import run_lock
 from benchmark.sweep import where_it_ran
 from benchmark.transforms import Pipeline
 from leaderboard.predictions import write_predictions
@@ -35,21 +38,25 @@ from leaderboard.scoring import score_predictions
 log = logging.getLogger("glt_bench")
 
 MODEL_FILE = "model.pt"
+CSV_CLASS_LIMIT = 100  # predictions with scores of more classes are written as Parquet, not CSV
 
 
 @dataclass(frozen=True)
 class Compute:
-    """How to run: device, numeric precision, compilation; the distributed rank comes from torchrun."""
+    """How to run: device (auto: CUDA when a GPU is visible), numeric precision, compilation; the
+    distributed rank comes from torchrun."""
 
-    device: str = "cpu"
+    device: str = "auto"
     precision: str = "auto"
     compile: bool = False
 
 
 def _start_distributed(device: str) -> torch.device:
     """Join the torchrun process group when launched by torchrun; the device this rank uses."""
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -82,12 +89,23 @@ def run(
     from_run: Path | None = None,
     resume: bool = False,
     force: bool = False,
+    allow_thread_change: bool = False,
+    scores: bool = True,
 ) -> list[Path]:
-    """Train and evaluate; returns the paths of the run records written (or found done)."""
+    """Train and evaluate; returns the paths of the run records written (or found done).
+
+    Each training holds its run folder's lock (benchmark/runlock.py) from its first check to its
+    record; `scores` writes each test sample's class probabilities into the predictions files.
+    """
     definition, method_cls, manifest, chosen = resolve(benchmark, method, manifest_dir, recipe, epochs)
     manifest.verify()
+    for key, value in (overrides or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--set {key}={value}: hyperparameters must be finite numbers")
     device = _start_distributed(compute.device)
     world = dist.get_world_size() if dist.is_initialized() else 1
+    if _is_main():
+        ensure_writable_dir(out)
     pipeline = Pipeline(chosen, definition.mean, definition.std, device)
     records = []
     planned = plan_runs(
@@ -99,27 +117,70 @@ def run(
         config, answered, run_dir, start = plan.config, plan.answered, plan.run_dir, plan.start
         record_path = run_dir / "record.json"
         if record_path.exists() and not force:
-            log.info("already done: %s (use --force to run again)", record_path)
+            log.info("already done: %s (use --force to run again)", _done_note(record_path, device))
             records.append(record_path)
             continue
-        checkpoint = run_dir / engine.CHECKPOINT
-        if checkpoint.exists() and not (resume or force):
-            raise UserError(
-                f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it "
-                "or --force to start over"
-            )
-        if force and not resume:
-            checkpoint.unlink(missing_ok=True)
-        record = _train_and_answer(
-            manifest, definition, method_cls, config, chosen, pipeline, compute, answered, run_dir,
-            data_root, start[1] if start else None, resume,
-        )  # fmt: skip
-        if record is not None:
-            write_json(record_path, record)
-            checkpoint.unlink(missing_ok=True)
-            log.info("record: %s", record_path)
-            records.append(record_path)
+        with run_lock(run_dir) if _is_main() else contextlib.nullcontext():
+            if record_path.exists() and not force:  # finished by another process while we planned
+                log.info("already done: %s (use --force to run again)", record_path)
+                records.append(record_path)
+                continue
+            remove_temporaries(run_dir)  # of writes killed mid-way; no live writer while we hold the lock
+            checkpoint = run_dir / engine.CHECKPOINT
+            if checkpoint.exists() and not (resume or force):
+                raise UserError(
+                    f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it "
+                    "or --force to start over"
+                )
+            if force and not resume:
+                checkpoint.unlink(missing_ok=True)
+            if _is_main():
+                log.info("%s", _plan_line(config, chosen, answered, run_dir, resume and checkpoint.exists()))
+            try:
+                record = _train_and_answer(
+                    manifest, definition, method_cls, config, chosen, pipeline, compute, answered, run_dir,
+                    data_root, start[1] if start else None, resume, allow_thread_change, scores,
+                )  # fmt: skip
+            except engine.Diverged as exc:
+                checkpoint.unlink(missing_ok=True)  # the same config diverges again: nothing to resume
+                raise engine.Diverged(f"{exc}; nothing was recorded in {run_dir}") from None
+            if record is not None:
+                record, replaced = finite_only(record)
+                for key in replaced:
+                    log.warning("warning: %s was NaN or infinite; recorded as null", key)
+                write_json(record_path, record)
+                checkpoint.unlink(missing_ok=True)
+                log.info("record: %s", record_path)
+                records.append(record_path)
     return records
+
+
+def _plan_line(
+    config: dict[str, Any], recipe: Recipe, answered: list[Protocol], run_dir: Path, resuming: bool
+) -> str:
+    """What a training is about to do, in one line, before it starts."""
+    device = config["device"]
+    if device == "cuda":
+        device = f"cuda ({config['world_size']} × {torch.cuda.get_device_name()})"
+    protocols = ", ".join(f"{p.name} (test {p.test_split})" for p in answered)
+    return (
+        f"{'resuming' if resuming else 'training'} {config['method']} on {config['benchmark']} seed "
+        f"{config['seed']}: device {device}, {torch.get_num_threads()} CPU threads, precision "
+        f"{config['precision']}, recipe {recipe.name} ({recipe.backbone}, {recipe.epochs} epochs, "
+        f"batch {recipe.batch_size}), train split {config['train_split']} for {protocols}; "
+        f"folder {run_dir}"
+    )
+
+
+def _done_note(record_path: Path, device: torch.device) -> str:
+    """The record path, and on the CPU a note when it was trained under another thread count."""
+    try:
+        threads = json.loads(record_path.read_text(encoding="utf-8"))["compute"].get("threads")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return str(record_path)
+    if device.type != "cpu" or threads in (None, torch.get_num_threads()):
+        return str(record_path)
+    return f"{record_path}, trained with {threads} CPU threads (this process has {torch.get_num_threads()})"
 
 
 def resolve(
@@ -214,6 +275,15 @@ def _stage_one(
         "manifest_sha256": manifest.content_hash,
         "train_split": train_split,
     }
+    if source.get("train_split") != train_split:
+        trained = source.get("train_split")
+        answers = sorted(p.name for p in PROTOCOLS.values() if p.train_split == trained)
+        needs = sorted(p.name for p in PROTOCOLS.values() if p.train_split == train_split)
+        raise UserError(
+            f"--from {from_run} was trained on {trained}, which answers {', '.join(answers) or 'nothing'}; "
+            f"{', '.join(needs)} need a {train_split} run: name the protocols it answers with --protocol, "
+            f"and run {', '.join(needs)} with --from a {train_split} run"
+        )
     for key, value in expected.items():
         if source.get(key) != value:
             raise UserError(f"--from {from_run}: its {key} is {source.get(key)!r}, this run needs {value!r}")
@@ -223,7 +293,7 @@ def _stage_one(
             f"--from {from_run}: trained a {backbone!r} backbone, "
             f"recipe {recipe.name!r} uses {recipe.backbone!r}"
         )
-    weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+    weights = engine.load_torch_file(weights_path, "pass a finished run folder whose model.pt is intact")
     provenance = {
         "path": str(from_run),
         "method": source.get("method"),
@@ -269,6 +339,8 @@ def _train_and_answer(
     data_root: Path | None,
     start_weights: dict[str, torch.Tensor] | None,
     resume: bool,
+    allow_thread_change: bool = False,
+    scores: bool = True,
 ) -> dict[str, Any] | None:
     """Train, then (on the main rank) predict, score and return the record."""
     started = time.perf_counter()
@@ -285,6 +357,7 @@ def _train_and_answer(
             seed=seed, selection_rule=config["selection_rule"], precision=compute.precision,
             compile=compute.compile, checkpoint_dir=run_dir, resume=resume, start_weights=start_weights,
             benchmark=manifest.benchmark, train_split=config["train_split"],
+            allow_thread_change=allow_thread_change,
         )  # fmt: skip
     except RuntimeError as error:
         if start_weights is not None and "state_dict" in str(error):
@@ -307,13 +380,17 @@ def _train_and_answer(
         logits = engine.predict_logits(
             method, outcome.model, engine.ImageSet(images), pipeline, compute.precision
         )
-        path = run_dir / f"predictions_{protocol.test_split}.csv"
+        suffix = ".csv" if manifest.num_classes <= CSV_CLASS_LIMIT or not scores else ".parquet"
+        path = run_dir / f"predictions_{protocol.test_split}{suffix}"
         binding = {
             "benchmark": manifest.benchmark,
             "split": protocol.test_split,
             "manifest_sha256": manifest.content_hash,
         }
-        write_predictions(path, listing["sample_id"].to_numpy(), logits.argmax(1).numpy(), binding)
+        probabilities = torch.softmax(logits.double(), 1).float().numpy() if scores else None
+        write_predictions(
+            path, listing["sample_id"].to_numpy(), logits.argmax(1).numpy(), binding, probabilities
+        )
         metrics = score_predictions(path, manifest, protocol.name)
         log.info(
             "%s %s: acc %.4f  prec %.4f", config["method"], protocol.name, metrics["acc"], metrics["prec"]
@@ -336,6 +413,9 @@ def _train_and_answer(
             "gpu_seconds": round(outcome.gpu_seconds, 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
             "device": str(pipeline.device),
+            "threads": torch.get_num_threads(),
+            "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name(pipeline.device) if pipeline.device.type == "cuda" else None,
         },
         "environment": environment(),
         "ran_on": where_it_ran(time.perf_counter() - started, config["device"], config["world_size"]),
