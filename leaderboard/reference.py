@@ -312,7 +312,7 @@ def _later_records() -> list[dict[str, Any]]:
                     if result["metrics"] != theirs[result["protocol"]]:
                         acc, prec = (100 * theirs[result["protocol"]][k] for k in ("acc", "prec"))
                         this["conflicts"][result["protocol"]] = (
-                            f"{other['source_name']} prints {acc:.2f} | {prec:.2f}"
+                            f"{other['source_name']} prints Acc {acc:.2f}, Prec {prec:.2f}"
                         )
         out += pair
     return out
