@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from benchmark.atomic import atomic_path, write_json
 from benchmark.errors import UserError
 
-FORMAT_VERSION = "glt-bench-manifest/1"
+FORMAT_VERSION = "glt-bench-manifest/2"
 SPLITS = ("train_glt", "train_cbl", "val_glt", "val_cbl", "test_cbl", "test_gbl", "test_glt")
 TEST_SPLITS = frozenset({"test_cbl", "test_gbl", "test_glt"})
 PUBLIC_COLUMNS = ("sample_id", "path")
@@ -156,6 +156,29 @@ def write_manifest(
     return Manifest(root)
 
 
+def _check_shape(metadata: Any, path: Path) -> None:
+    """One line naming the first key `metadata.json` lacks or has in the wrong shape."""
+    fields = ClassInfo.__dataclass_fields__
+    problem = None
+    if not isinstance(metadata, dict):
+        problem = "is not a JSON object"
+    elif missing := [
+        k for k in ("format", "benchmark", "content_sha256", "classes", "splits") if k not in metadata
+    ]:
+        problem = f"lacks the key(s) {', '.join(missing)}"
+    elif not isinstance(metadata["classes"], list) or not all(
+        isinstance(row, dict) and row.keys() == fields.keys() for row in metadata["classes"]
+    ):
+        problem = f"has a `classes` entry that is not an object with exactly {', '.join(fields)}"
+    elif not isinstance(metadata["splits"], dict) or not all(
+        isinstance(part, dict) and {"rows", "public_sha256"} <= part.keys()
+        for part in metadata["splits"].values()
+    ):
+        problem = "has a `splits` entry without rows and public_sha256"
+    if problem:
+        raise UserError(f"{path} {problem}; rebuild the manifest with `glt-bench build-splits`")
+
+
 class Manifest:
     """A built benchmark on disk. Test labels are reachable only through `test_labels`."""
 
@@ -171,6 +194,7 @@ class Manifest:
             ) from None
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {path}: {exc}; rebuild with `glt-bench build-splits`") from None
+        _check_shape(self.metadata, path)
         if self.metadata.get("format") != FORMAT_VERSION:
             raise UserError(
                 f"{path} has format {self.metadata.get('format')!r}, expected {FORMAT_VERSION!r}; "
@@ -208,10 +232,17 @@ class Manifest:
         if split not in self.metadata["splits"]:
             raise UserError(f"{self.benchmark} has no split {split!r}")
         path = self.root / folder / f"{split}.parquet"
-        try:
-            return pq.read_table(path).to_pandas()
-        except (OSError, pa.ArrowException) as exc:
-            raise UserError(f"cannot read {path}: {exc}; rebuild the manifest") from None
+        try:  # the pandas metadata is not needed (no index, Arrow types suffice) and may be damaged
+            frame = pq.read_table(path).to_pandas(ignore_metadata=True)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"cannot read {path}: {reason}; rebuild the manifest") from None
+        needed = ("sample_id", *LABEL_COLUMNS) if folder == "labels" else PUBLIC_COLUMNS
+        needed += LABEL_COLUMNS if folder == "splits" and split not in TEST_SPLITS else ()
+        missing = [column for column in needed if column not in frame.columns]
+        if missing:
+            raise UserError(f"{path} lacks the column(s) {', '.join(missing)}; rebuild the manifest")
+        return frame
 
     def split(self, split: str) -> pd.DataFrame:
         """A labelled (train or val) split."""
@@ -243,7 +274,11 @@ class Manifest:
         return out
 
     def _checked(self, frame: pd.DataFrame, split: str, key: str, columns: tuple[str, ...]) -> pd.DataFrame:
-        if _rows_hash(frame, columns) != self.metadata["splits"][split].get(key):
+        try:
+            digest = _rows_hash(frame, columns)
+        except (ValueError, TypeError, pa.ArrowException):  # missing values, damaged types
+            digest = None
+        if digest != self.metadata["splits"][split].get(key):
             raise UserError(
                 f"manifest at {self.root}: {split} does not match its recorded {key}; "
                 "the files were edited or mixed up, rebuild with `glt-bench build-splits`"

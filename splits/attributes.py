@@ -1,24 +1,173 @@
 """Pretext attributes: seeded K-means per class, clusters merged by size rank into 3 attributes.
 
-docs/benchmarks.md §3 and §7(a): clusters are ranked by size (ties to the cluster holding the smallest sample
-index); attribute a takes ranks [aK/3, (a+1)K/3); inside an attribute the larger cluster comes first
-and each cluster's members are in a seeded random order, so prefixes are random picks per cluster.
+Clusters are ranked by size (ties to the cluster holding the smallest sample index); attribute a
+takes ranks [aK/3, (a+1)K/3); inside an attribute the larger cluster comes first and each cluster's
+members are in a seeded random order, so prefixes are random picks per cluster (docs/benchmarks.md).
+
+K-means is our own torch implementation of scikit-learn's algorithm (greedy k-means++ seeding with
+2 + ⌊ln K⌋ local trials, Lloyd iterations to the same tolerance, the best of `n_init` runs by
+inertia), so it runs on a GPU when one is there. Every class is one fixed computation on one thread
+(CPU) or one device (CUDA): classes run in parallel worker processes, never a reduction split over
+threads, so the clusters do not depend on the number of threads or processes. The same inputs give
+the same clusters on the same device kind; a CPU and a GPU may differ in the last bits and hence,
+rarely, in a point's cluster, so the manifest records the device kind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
+from collections.abc import Callable
+from multiprocessing import get_context
+
 import numpy as np
-from sklearn.cluster import KMeans
+import torch
+from tqdm import tqdm
 
 NUM_ATTRIBUTES = 3
+N_INIT, MAX_ITER, TOL = 10, 300, 1e-4  # scikit-learn's KMeans defaults
+KMEANS_DESCRIPTION = "torch k-means, greedy k-means++ seeding, n_init 10, float32, one class per thread"
 
 
-def cluster_class(features: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+def _sq_distances(x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Squared distances of every row to every centre (rows × centres), clipped at 0."""
+    c_sq = (centers * centers).sum(dim=1)
+    return (x_sq[:, None] - 2.0 * (x @ centers.T) + c_sq[None, :]).clamp_(min=0)
+
+
+def _kmeans_plus_plus(x: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
+    """Greedy k-means++ seeding (scikit-learn's): of 2 + ⌊ln k⌋ candidates drawn ∝ D², keep the one
+    that lowers the potential most. Random numbers come from `rng` on the host."""
+    n = len(x)
+    trials = 2 + int(math.log(k))
+    chosen = [int(rng.integers(n))]
+    closest = _sq_distances(x, x_sq, x[chosen])[:, 0]
+    for _ in range(1, k):
+        potential = float(closest.sum())
+        cumulative = torch.cumsum(closest, dim=0).cpu().numpy()
+        draws = rng.random(trials) * potential
+        candidates = np.minimum(np.searchsorted(cumulative, draws), n - 1)
+        to_candidates = torch.minimum(closest[:, None], _sq_distances(x, x_sq, x[candidates]))
+        best = int(torch.argmin(to_candidates.sum(dim=0)))  # ties to the first candidate
+        chosen.append(int(candidates[best]))
+        closest = to_candidates[:, best]
+    return x[chosen].clone()
+
+
+def _lloyd(
+    x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, tol: float, max_iter: int
+) -> tuple[torch.Tensor, float]:
+    """Lloyd iterations from `centers`; returns (labels, inertia). Stops when no label changes or
+    the summed squared centre shift is at most `tol`; an empty cluster takes the point farthest from
+    its centre (as scikit-learn relocates them)."""
+    k = len(centers)
+    labels = None
+    for _ in range(max_iter):
+        distances = _sq_distances(x, x_sq, centers)
+        new_labels = torch.argmin(distances, dim=1)
+        if labels is not None and torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+        one_hot = torch.nn.functional.one_hot(labels, k).to(x.dtype)
+        counts = one_hot.sum(dim=0)
+        sums = one_hot.T @ x
+        new_centers = sums / counts.clamp(min=1)[:, None]
+        empty = torch.nonzero(counts == 0)[:, 0]
+        if len(empty):
+            own = distances.gather(1, labels[:, None])[:, 0]
+            far = torch.argsort(own, descending=True, stable=True)[: len(empty)]
+            new_centers[empty] = x[far]
+        shift = float(((new_centers - centers) ** 2).sum())
+        centers = new_centers
+        if shift <= tol:
+            break
+    distances = _sq_distances(x, x_sq, centers)
+    labels = torch.argmin(distances, dim=1)
+    inertia = float(distances.gather(1, labels[:, None]).sum())
+    return labels, inertia
+
+
+def kmeans(
+    features: np.ndarray,
+    num_clusters: int,
+    seed: int,
+    *,
+    device: str = "cpu",
+    n_init: int = N_INIT,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+) -> tuple[np.ndarray, float]:
+    """Cluster ids of the rows and the inertia of the best of `n_init` seeded runs (float32, like
+    scikit-learn on float32 data). Run `r` draws from numpy's `SeedSequence([seed, r])`."""
+    data = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # a writable copy
+    data = data - data.mean(dim=0)  # scikit-learn centres the data too, for precision
+    data_sq = (data * data).sum(dim=1)
+    scaled_tol = float(data.var(dim=0, unbiased=False).mean()) * tol
+    best_labels, best_inertia = None, math.inf
+    for run in range(n_init):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, run]))
+        centers = _kmeans_plus_plus(data, data_sq, num_clusters, rng)
+        labels, inertia = _lloyd(data, data_sq, centers, scaled_tol, max_iter)
+        if inertia < best_inertia:  # ties to the earlier run
+            best_labels, best_inertia = labels, inertia
+    return best_labels.cpu().numpy().astype(np.int64), best_inertia
+
+
+def cluster_class(features: np.ndarray, num_clusters: int, seed: int, device: str = "cpu") -> np.ndarray:
     """K-means cluster id of each row (rows in sorted sample order)."""
     if num_clusters % NUM_ATTRIBUTES:
         raise ValueError(f"the number of clusters must be a multiple of 3, got {num_clusters}")
-    kmeans = KMeans(n_clusters=num_clusters, n_init=10, random_state=seed)
-    return kmeans.fit_predict(np.asarray(features, dtype=np.float32))
+    if len(features) < num_clusters:
+        raise ValueError(f"{len(features)} rows cannot form {num_clusters} clusters")
+    return kmeans(features, num_clusters, seed, device=device)[0]
+
+
+_JOB: tuple[Callable[[int], np.ndarray], int, int] | None = None  # set before forking the workers
+
+
+def _cluster_one(index: int, device: str = "cpu") -> tuple[np.ndarray, str]:
+    source, num_clusters, seed = _JOB
+    features = np.ascontiguousarray(source(index), dtype=np.float32)
+    digest = hashlib.sha256(features.tobytes()).hexdigest()
+    return cluster_class(features, num_clusters, seed, device), digest
+
+
+def cluster_classes(
+    source: Callable[[int], np.ndarray],
+    count: int,
+    num_clusters: int,
+    seed: int,
+    *,
+    device: str = "cpu",
+    workers: int = 1,
+) -> list[tuple[np.ndarray, str]]:
+    """Per class 0..count−1 its cluster ids and the sha256 of its float32 features, `source(i)`
+    giving class i's features, with a progress bar.
+
+    CUDA: one class after another on the device. CPU: `workers` forked processes, each class on one
+    thread, so the result is the same for any `workers` and any OMP_NUM_THREADS."""
+    global _JOB
+    _JOB = (source, num_clusters, seed)
+    threads = torch.get_num_threads()
+    workers = max(1, min(workers, count, os.cpu_count() or 1)) if device == "cpu" else 1
+    try:
+        with tqdm(total=count, unit="class", desc=f"k-means ({device})", mininterval=2) as bar:
+            torch.set_num_threads(1)
+            results = []
+            if workers == 1:
+                for index in range(count):
+                    results.append(_cluster_one(index, device))
+                    bar.update()
+                return results
+            with get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for result in pool.imap(_cluster_one, range(count)):
+                    results.append(result)
+                    bar.update()
+            return results
+    finally:
+        _JOB = None
+        torch.set_num_threads(threads)
 
 
 def attribute_lists(

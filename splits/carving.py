@@ -56,7 +56,7 @@ class _Lists:
         if k > available:
             raise UserError(
                 f"cannot carve {split}: class {self.names[c]!r} attribute {attribute} needs {k} images "
-                f"but has {available} left; use a smaller benchmark size or a source with more images"
+                f"but has {available} left; lower --test-size or use a source with more images"
             )
         taken, self.lists[c][attribute] = np.split(self.lists[c][attribute], [k])
         return taken
@@ -67,11 +67,13 @@ class _Lists:
             [self.pop(c, a, counts[a], split) for c in range(len(self.lists)) for a in range(3)]
         )
 
-    def truncated(self, sizes: Sequence[int]) -> _Lists:
-        """Each class's lists cut to the 7:2:1 targets of n_c = min(size, available) (prefixes)."""
+    def truncated(self, sizes: Sequence[int], *, cap: bool = False) -> _Lists:
+        """Each class's lists cut to the 7:2:1 targets of its size n_c: ⌊7n_c/10⌋, ⌊2n_c/10⌋, ⌊n_c/10⌋
+        taken from n_c itself, each list cut to min(target, what it holds) (prefixes). With `cap`, n_c
+        is first lowered to what the class holds (the BL family's min(bl_size, available))."""
         cut = []
         for atts, size in zip(self.lists, sizes, strict=True):
-            n = min(size, sum(len(a) for a in atts))
+            n = min(size, sum(len(a) for a in atts)) if cap else size
             cut.append([a[: min(target, len(a))] for a, target in zip(atts, ratio_counts(n), strict=True)])
         return _Lists(cut, self.names)
 
@@ -112,7 +114,8 @@ def carve(
         raise UserError(
             f"cannot carve test_gbl: class {pools.names[c]!r} attribute {k} needs "
             f"{4 * rule.test_size} images but has {len(pools.lists[c][k])}; "
-            "use a smaller test size or a source with more images"
+            + (f"pass --test-size {short[0]} or less (" if short[0] else "(")
+            + "Test-GBL takes a quarter of the smallest attribute at most) or use a source with more images"
         )
     splits["test_gbl"] = np.concatenate(
         [pools.pop(c, a, rule.test_size, "test_gbl") for c in range(num_classes) for a in range(num_att)]
@@ -128,7 +131,7 @@ def carve(
     )
 
     # 3'–6', BL family: balanced pool, Val-CBL popped 7:2:1, Train-CBL is the rest.
-    bl_lists = pools.truncated([rule.bl_size] * num_classes)
+    bl_lists = pools.truncated([rule.bl_size] * num_classes, cap=True)
     splits["val_cbl"] = bl_lists.pop_ratio(num_att * rule.val_size // 10, "val_cbl")
     splits["train_cbl"] = bl_lists.pooled()
     return {name: np.sort(indices) for name, indices in splits.items()}
@@ -156,9 +159,15 @@ def check_disjoint(splits: dict[str, np.ndarray]) -> None:
             )
 
 
-def rank_classes(counts: Sequence[int], names: Sequence[str | int]) -> list[int]:
-    """Source class indices ordered by image count, descending; ties to the smaller name."""
-    return sorted(range(len(counts)), key=lambda i: (-counts[i], names[i]))
+def rank_classes(counts: Sequence[int], tie_keys: Sequence[str | int]) -> list[int]:
+    """Source class indices ordered by image count, descending; ties to the smaller tie key."""
+    return sorted(range(len(counts)), key=lambda i: (-counts[i], tie_keys[i]))
+
+
+def seeded_tie_keys(names: Sequence[str], seed: int) -> list[str]:
+    """Per class the sha256 of the seed and its name: a tie order free of any semantic order of the
+    names (WordNet ids sort animals first), fixed by the seed."""
+    return [hashlib.sha256(f"{seed}\n{name}".encode()).hexdigest() for name in names]
 
 
 def frequency_groups(num_classes: int, many: int, medium: int) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import time
 import zlib
 from collections.abc import Sequence
@@ -34,9 +35,10 @@ from benchmark.manifest import Manifest, write_manifest
 from benchmark.provenance import package_versions
 from benchmark.summary import write_summary
 from splits import features
-from splits.attributes import attribute_lists, cluster_class
+from splits.attributes import KMEANS_DESCRIPTION, attribute_lists, cluster_classes
 from splits.carving import CarvingRule, carve, check_disjoint, class_infos, frequency_groups, rank_classes
 from splits.features import default_cache_dir
+from splits.leakage import check_leakage
 from splits.profiles import exp_profile, profile_sha256
 
 log = logging.getLogger("glt_bench")
@@ -179,8 +181,12 @@ def build(
     extractor: str = "efficientnet-lite0",
     num_clusters: int = 6,
     cache_dir: Path | None = None,
+    workers: int | None = None,
 ) -> Manifest:
-    """Load the source, extract (or reuse) features, cluster, carve and write the manifest."""
+    """Load the source, extract (or reuse) features, cluster, carve, check and write the manifest.
+
+    Clustering always runs on the CPU (10 classes take seconds), so fashion-glt is the same manifest
+    on every machine."""
     if num_clusters <= 0 or num_clusters % 3:
         raise UserError(f"--num-clusters must be a positive multiple of 3, got {num_clusters}")
     extractor_def = features.EXTRACTORS.get(extractor)
@@ -207,23 +213,31 @@ def build(
 
     started = time.perf_counter()
     counts = np.bincount(labels, minlength=len(CLASS_NAMES))
-    order = rank_classes(counts.tolist(), list(range(len(CLASS_NAMES))))
+    order = rank_classes(counts.tolist(), list(range(len(CLASS_NAMES))))  # all tie: rank = label
     attribute = np.full(len(ids), -1, dtype=np.int64)
     class_of = np.empty(len(ids), dtype=np.int64)
+    members = [np.flatnonzero(labels == label) for label in order]
+    clustered = cluster_classes(
+        lambda i: feats[members[i]], len(order), num_clusters, seed, workers=workers or os.cpu_count() or 1
+    )
     lists = []
-    for class_id, label in enumerate(order):
-        members = np.flatnonzero(labels == label)
-        clusters = cluster_class(feats[members], num_clusters, seed)
-        att_lists = attribute_lists(members, clusters, num_clusters, seed, class_id)
+    for class_id, (class_members, (clusters, _)) in enumerate(zip(members, clustered, strict=True)):
+        att_lists = attribute_lists(class_members, clusters, num_clusters, seed, class_id)
         for a, members_of_a in enumerate(att_lists):
             attribute[members_of_a] = a
-        class_of[members] = class_id
+        class_of[class_members] = class_id
         lists.append(att_lists)
     log.info("clusters: K=%d per class (%.1f s)", num_clusters, time.perf_counter() - started)
 
     names = [CLASS_NAMES[label] for label in order]
     splits = carve(lists, variant.rule, seed, names)
     check_disjoint(splits)
+    content = {
+        sample: hashlib.sha256(image.tobytes()).hexdigest() for sample, image in zip(ids, images, strict=True)
+    }
+    warnings = check_leakage({name: ids[idx] for name, idx in splits.items()}, content)
+    for line in warnings:
+        log.warning("%s", line)
     frames = {
         name: pd.DataFrame(
             {"sample_id": ids[idx], "path": ids[idx], "label": class_of[idx], "attribute": attribute[idx]}
@@ -236,6 +250,7 @@ def build(
         "seed": seed,
         "extractor": extractor,
         "num_clusters": num_clusters,
+        "clustering": {"device": "cpu", "algorithm": KMEANS_DESCRIPTION},
         "source": {
             "description": "Fashion-MNIST train + test IDX files, pooled"
             + (f"; first {variant.per_class} images per class" if variant.per_class else ""),
@@ -246,10 +261,11 @@ def build(
                     "sha256": profile_sha256(list(variant.rule.lt_counts))},
         "carving": {"test_size": variant.rule.test_size, "val_size": variant.rule.val_size,
                     "bl_size": variant.rule.bl_size},
+        "leakage_warnings": warnings,
         "versions": package_versions(),
     }  # fmt: skip
     manifest = write_manifest(out, benchmark=variant.name, classes=classes, splits=frames, build=info)
-    write_summary(manifest)
+    write_summary(manifest, warnings)
     return manifest
 
 

@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import pickle
+import struct
+import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +48,7 @@ log = logging.getLogger("glt_bench")
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CHUNK = 32  # images per decoding task
+READ_BLOCK = 1 << 24  # bytes per read when streaming a file
 
 
 @dataclass(frozen=True)
@@ -338,3 +347,154 @@ def _compute(
     finally:
         if pool:
             pool.terminate()
+
+
+# ---------------------------------------------------------------- precomputed features (--features)
+
+FEATURES_HELP = (
+    "give an .npz with arrays paths (N) and features (N×D), or a .parquet with columns path, features"
+)
+MADVISE_EVERY = 64  # classes between releases of the mapped pages already read
+
+
+def _npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(handle)
+    return np.lib.format.read_array_header_2_0(handle)
+
+
+class FeatureFile:
+    """A precomputed-features file read without loading it: its `paths` sorted, the N×D values
+    memory-mapped in file order, rows gathered per class on request.
+
+    An uncompressed `.npz` member is mapped in place; a compressed `.npz` or a `.parquet` is first
+    streamed (row group by row group, checking every row's length) into a temporary `.npy` beside the
+    cache, removed by `close`. Mapped pages already read are released every `MADVISE_EVERY` gathers, so
+    the resident memory stays near one class beyond the pages in use.
+    """
+
+    def __init__(self, path: Path, scratch: Path) -> None:
+        self.path, self._temporary, self._gathers = Path(path), None, 0
+        if not self.path.is_file():
+            raise UserError(f"--features {path} is not a file; {FEATURES_HELP}")
+        try:
+            if self.path.suffix == ".npz":
+                paths, self.values = self._open_npz(scratch)
+            elif self.path.suffix == ".parquet":
+                paths, self.values = self._open_parquet(scratch)
+            else:
+                raise UserError(f"--features {path}: {FEATURES_HELP}")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, pa.ArrowException) as exc:
+            self.close()
+            raise UserError(f"cannot read --features {path}: {exc}; {FEATURES_HELP}") from None
+        if paths.ndim != 1 or self.values.ndim != 2 or len(paths) != len(self.values) or not len(paths):
+            shape = self.values.shape
+            self.close()
+            raise UserError(
+                f"--features {path}: expected N paths and an N×D array, got {paths.shape}, {shape}"
+            )
+        self.order = np.argsort(paths, kind="stable")
+        self.paths = paths[self.order]
+        repeated = np.flatnonzero(self.paths[1:] == self.paths[:-1])
+        if len(repeated):
+            self.close()
+            raise UserError(f"--features {path} lists a path twice, e.g. {self.paths[repeated[0]]}")
+
+    def _open_npz(self, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+        with zipfile.ZipFile(self.path) as archive:
+            names = set(archive.namelist())
+            if not {"paths.npy", "features.npy"} <= names:
+                raise KeyError("it needs the arrays paths and features")
+            with archive.open("paths.npy") as handle:
+                paths = np.lib.format.read_array(handle, allow_pickle=False).astype(str)
+            info = archive.getinfo("features.npy")
+            with archive.open(info) as handle:
+                shape, fortran, dtype = _npy_header(handle)
+                header = handle.tell() if info.compress_type == zipfile.ZIP_STORED else None
+            if dtype.kind != "f" or fortran:
+                raise ValueError(f"features must be a C-order float array, got {dtype} (fortran={fortran})")
+            if header is not None:  # stored: the array's bytes lie in the file as they are
+                with open(self.path, "rb") as raw:
+                    raw.seek(info.header_offset + 26)
+                    name_length, extra_length = struct.unpack("<HH", raw.read(4))
+                start = info.header_offset + 30 + name_length + extra_length + header
+                return paths, np.memmap(self.path, dtype=dtype, mode="r", offset=start, shape=shape)
+            target = self._scratch_file(scratch, shape, dtype)
+            with archive.open(info) as handle:
+                _npy_header(handle)
+                flat, position, rest = target.reshape(-1), 0, b""
+                while block := handle.read(READ_BLOCK):
+                    block = rest + block
+                    whole = len(block) - len(block) % dtype.itemsize
+                    values, rest = np.frombuffer(block[:whole], dtype=dtype), block[whole:]
+                    flat[position : position + len(values)] = values
+                    position += len(values)
+                if rest or position != len(flat):
+                    raise ValueError("the features array is shorter than its header says")
+            return paths, target
+
+    def _open_parquet(self, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+        source = pq.ParquetFile(self.path)
+        schema = source.schema_arrow
+        if "path" not in schema.names or "features" not in schema.names:
+            raise KeyError("it needs the columns path and features")
+        kind = schema.field("features").type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+            raise ValueError(f"column features must be a list of floats, got {kind}")
+        if not pa.types.is_floating(kind.value_type):
+            raise ValueError(f"column features must hold floats, got {kind.value_type}")
+        rows = source.metadata.num_rows
+        paths, target, start = [], None, 0
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group, columns=["path", "features"])
+            lists = table["features"].combine_chunks()
+            lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+            if target is None and len(lengths):
+                target = self._scratch_file(scratch, (rows, int(lengths[0])), np.dtype(np.float32))
+            bad = np.flatnonzero(lengths != target.shape[1]) if len(lengths) else []
+            if len(bad):
+                raise ValueError(
+                    f"row {start + bad[0]} holds {lengths[bad[0]]} features, row 0 holds {target.shape[1]}; "
+                    "every row must have the same length"
+                )
+            target[start : start + len(lengths)] = lists.flatten().to_numpy().reshape(len(lengths), -1)
+            paths.append(table["path"].to_numpy().astype(str))
+            start += len(lengths)
+        if target is None:
+            return np.zeros(0, dtype=str), np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(paths), target
+
+    def _scratch_file(self, scratch: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        scratch.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".features-", suffix=".npy", dir=scratch)
+        os.close(handle)
+        self._temporary = Path(name)
+        return np.lib.format.open_memmap(self._temporary, mode="w+", dtype=dtype, shape=tuple(shape))
+
+    def check_finite(self) -> None:
+        """Refuse NaN or infinite values, reading the file block by block."""
+        step = max(1, (64 << 20) // max(1, self.values.shape[1] * self.values.itemsize))
+        for start in range(0, len(self.values), step):
+            if not np.isfinite(self.values[start : start + step]).all():
+                raise UserError(f"--features {self.path} holds NaN or infinite values")
+            self.release()
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """float32 features of the given positions in the sorted path order (one copy)."""
+        values = np.asarray(self.values[self.order[indices]], dtype=np.float32)
+        self._gathers += 1
+        if self._gathers % MADVISE_EVERY == 0:
+            self.release()
+        return values
+
+    def release(self) -> None:
+        """Drop the mapped pages already read from this process's resident memory."""
+        mapping = getattr(self.values, "_mmap", None)
+        if mapping is not None and hasattr(mapping, "madvise"):
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def close(self) -> None:
+        if self._temporary is not None:
+            self._temporary.unlink(missing_ok=True)
+            self._temporary = None

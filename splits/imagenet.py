@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from benchmark import imagecache
 from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
@@ -44,9 +43,18 @@ from benchmark.manifest import Manifest, write_manifest
 from benchmark.provenance import package_versions
 from benchmark.summary import write_summary
 from splits import features as feats
-from splits.attributes import attribute_lists, cluster_class
-from splits.carving import CarvingRule, carve, check_disjoint, class_infos, frequency_groups, rank_classes
-from splits.leakage import check_leakage, file_digests
+from splits.attributes import KMEANS_DESCRIPTION, attribute_lists, cluster_classes
+from splits.carving import (
+    CarvingRule,
+    carve,
+    check_disjoint,
+    class_infos,
+    frequency_groups,
+    rank_classes,
+    seeded_tie_keys,
+)
+from splits.doctor import decode_check, imagenet_findings
+from splits.leakage import check_leakage, file_digests, file_sha256
 from splits.profiles import parse_profile, profile_sha256, read_counts_file
 
 log = logging.getLogger("glt_bench")
@@ -70,6 +78,8 @@ class ImageNetVariant:
     bl_size: int = 145
     default_profile: str = "pareto"
     profiles: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_PROFILES)
+    doctor: Callable[[list[str], list[int]], list[str]] | None = None  # source findings (warnings)
+    extra: dict[str, object] = field(default_factory=dict)  # more build metadata (what was scaled)
 
 
 @dataclass(frozen=True)
@@ -115,36 +125,6 @@ def list_images(data_root: Path) -> Listing:
     return Listing(np.sort(np.array(paths)), description)
 
 
-def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(paths, features) of a precomputed-features file, sorted by path."""
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                paths, values = data["paths"], data["features"]
-        elif path.suffix == ".parquet":
-            table = pq.read_table(path, columns=["path", "features"])
-            paths = table["path"].to_numpy().astype(str)
-            flat = table["features"].combine_chunks().flatten().to_numpy()
-            values = flat.reshape(len(paths), -1) if len(paths) else flat.reshape(0, 0)
-        else:
-            raise UserError(
-                f"--features {path}: give an .npz (paths, features) or a .parquet (path, features)"
-            )
-    except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
-        raise UserError(f"cannot read --features {path}: {exc}") from None
-    if paths.ndim != 1 or values.ndim != 2 or len(paths) != len(values) or not len(paths):
-        raise UserError(
-            f"--features {path}: expected N paths and an N×D array, got {paths.shape}, {values.shape}"
-        )
-    order = np.argsort(paths)
-    paths, values = paths[order], np.asarray(values[order], dtype=np.float32)
-    if np.any(paths[1:] == paths[:-1]):
-        raise UserError(f"--features {path} lists a path twice, e.g. {paths[1:][paths[1:] == paths[:-1]][0]}")
-    if not np.all(np.isfinite(values)):
-        raise UserError(f"--features {path} holds NaN or infinite values")
-    return paths, values
-
-
 def class_members(paths: np.ndarray) -> dict[str, np.ndarray]:
     """Each class's sample indices (ascending), the class being the folder (WordNet id) of the path."""
     listed = pa.array(paths, type=pa.large_string())  # one chunk, however many paths
@@ -170,6 +150,32 @@ def _sha256_lines(lines: Sequence[str]) -> str:
     return hashlib.sha256("".join(f"{line}\n" for line in lines).encode()).hexdigest()
 
 
+def check_options(
+    num_clusters: int, test_size: int | None, profile: str | None, counts_file: Path | None
+) -> None:
+    """The checks that need no data: run before any listing, hashing or extraction."""
+    if num_clusters <= 0 or num_clusters % 3:
+        raise UserError(f"--num-clusters must be a positive multiple of 3, got {num_clusters}")
+    if test_size is not None and test_size < 4:
+        raise UserError(
+            f"--test-size must be at least 4 (Test-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {test_size}"
+        )
+    if profile is not None:
+        parse_profile(profile, 2, DEFAULT_PROFILES)
+    if counts_file is not None and not Path(counts_file).is_file():
+        raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
+
+
+def check_class_sizes(members: dict[str, np.ndarray], num_clusters: int) -> None:
+    """Every class must hold at least K images to form K clusters."""
+    name = min(members, key=lambda n: (len(members[n]), n))
+    if len(members[name]) < num_clusters:
+        raise UserError(
+            f"class {name!r} has {len(members[name])} images, fewer than --num-clusters {num_clusters}; "
+            "lower --num-clusters or remove the class folder"
+        )
+
+
 def build(
     variant: ImageNetVariant,
     out: Path,
@@ -185,39 +191,69 @@ def build(
     device: str | None = None,
     workers: int | None = None,
     features: Path | None = None,
+    test_size: int | None = None,
 ) -> Manifest:
-    """List the images (or read --features), extract features, cluster, carve, check and write."""
-    if num_clusters <= 0 or num_clusters % 3:
-        raise UserError(f"--num-clusters must be a positive multiple of 3, got {num_clusters}")
+    """Check the options, list the images (or read --features), extract features, cluster, carve,
+    check and write."""
+    check_options(num_clusters, test_size, profile, counts_file)
     if data_root is None and features is None:
         raise UserError(
             f"{variant.name} needs --data-root DIR (the ILSVRC-2012 train folder) or --features FILE"
         )
     cache_dir = cache_dir or feats.default_cache_dir()
     workers = workers or os.cpu_count() or 1
+    extractor_def = feats.resolve(extractor, weights) if features is None else None
+    cluster_device = feats._device(device).type
     listing = list_images(Path(data_root)) if data_root is not None else None
-    digests = file_digests(Path(data_root), listing.paths.tolist(), workers) if listing else None
+    feature_file = feats.FeatureFile(Path(features), cache_dir) if features is not None else None
+    try:
+        return _build(
+            variant, out, listing=listing, feature_file=feature_file, data_root=data_root, seed=seed,
+            extractor=extractor, extractor_def=extractor_def, num_clusters=num_clusters, profile=profile,
+            counts_file=counts_file, cache_dir=cache_dir, device=device, cluster_device=cluster_device,
+            workers=workers, test_size=test_size or variant.test_size,
+        )  # fmt: skip
+    finally:
+        if feature_file is not None:
+            feature_file.close()
 
-    started = time.perf_counter()
-    if features is not None:
-        paths, values = read_features(Path(features))
+
+def _build(
+    variant: ImageNetVariant, out: Path, *, listing: Listing | None, feature_file: feats.FeatureFile | None,
+    data_root: Path | None, seed: int, extractor: str, extractor_def: feats.Extractor | None,
+    num_clusters: int, profile: str | None, counts_file: Path | None, cache_dir: Path, device: str | None,
+    cluster_device: str, workers: int, test_size: int,
+) -> Manifest:  # fmt: skip
+    if feature_file is not None:
+        paths = feature_file.paths
         if listing is not None and not np.array_equal(paths, listing.paths):
             extra = np.setxor1d(paths, listing.paths)
             raise UserError(
-                f"--features {features} does not list the images of {data_root}: "
+                f"--features {feature_file.path} does not list the images of {data_root}: "
                 f"{len(extra)} path(s) differ, e.g. {extra[0]}"
             )
-        members = class_members(paths)
-        source = listing.description if listing else f"paths of --features {Path(features).name}"
-        per_class = {name: values[idx] for name, idx in members.items()}
-        features_info = {
-            "file": Path(features).name,
-            "sha256": hashlib.sha256(Path(features).read_bytes()).hexdigest(),
-        }
+        source = listing.description if listing else f"paths of --features {feature_file.path.name}"
     else:
-        extractor_def = feats.resolve(extractor, weights)
         paths, source = listing.paths, listing.description
-        members = class_members(paths)
+    members = class_members(paths)
+    names = sorted(members)
+    num_classes = len(names)
+    check_class_sizes(members, num_clusters)
+    lt_counts, profile_info = _profile(variant, profile, counts_file, num_classes)
+    findings = variant.doctor(names, [len(members[n]) for n in names]) if variant.doctor else []
+    for line in findings:
+        log.warning("%s", line)
+
+    digests = file_digests(Path(data_root), listing.paths.tolist(), workers) if listing else None
+    started = time.perf_counter()
+    if feature_file is not None:
+        feature_file.check_finite()
+        features_info = {"file": feature_file.path.name, "sha256": file_sha256(feature_file.path)}
+        rows_of = {name: members[name] for name in names}
+
+        def class_features(index: int) -> np.ndarray:
+            return feature_file.rows(rows_of[names[index]])
+    else:
         listed = {name: paths[idx].tolist() for name, idx in members.items()}
         folder = feats.cache_folder(cache_dir, extractor_def, device)
         per_class = feats.extract_files(
@@ -231,34 +267,35 @@ def build(
             "input": f"resize {extractor_def.resize}, centre crop {extractor_def.crop}",
             "cache": folder.name,
         }
-    digest = hashlib.sha256()
-    for name in sorted(per_class):
-        digest.update(np.ascontiguousarray(per_class[name], dtype=np.float32).tobytes())
-    features_info["features_sha256"] = digest.hexdigest()
-    log.info("features: %d classes (%.1f s)", len(per_class), time.perf_counter() - started)
+
+        def class_features(index: int) -> np.ndarray:
+            return per_class[names[index]]
+
+    log.info("features: %d classes (%.1f s)", num_classes, time.perf_counter() - started)
 
     started = time.perf_counter()
-    names = sorted(members)
-    counts = [len(members[name]) for name in names]
-    order = rank_classes(counts, names)
-    num_classes = len(names)
-    lt_counts, profile_info = _profile(variant, profile, counts_file, num_classes)
+    clustered = cluster_classes(
+        class_features, num_clusters=num_clusters, count=num_classes, seed=seed, device=cluster_device,
+        workers=workers,
+    )  # fmt: skip
+    features_info["features_sha256"] = hashlib.sha256("".join(d for _, d in clustered).encode()).hexdigest()
+    order = rank_classes([len(members[n]) for n in names], seeded_tie_keys(names, seed))
     attribute = np.full(len(paths), -1, dtype=np.int64)
     class_of = np.full(len(paths), -1, dtype=np.int64)
     lists = []
     for class_id, source_index in enumerate(order):
         name = names[source_index]
-        clusters = cluster_class(per_class[name], num_clusters, seed)
-        att_lists = attribute_lists(members[name], clusters, num_clusters, seed, class_id)
+        att_lists = attribute_lists(members[name], clustered[source_index][0], num_clusters, seed, class_id)
         for a, chosen in enumerate(att_lists):
             attribute[chosen] = a
         class_of[members[name]] = class_id
         lists.append(att_lists)
     log.info(
-        "clusters: K=%d for %d classes (%.1f s)", num_clusters, num_classes, time.perf_counter() - started
-    )
+        "clusters: K=%d for %d classes on %s (%.1f s)",
+        num_clusters, num_classes, cluster_device, time.perf_counter() - started,
+    )  # fmt: skip
 
-    rule = CarvingRule(variant.test_size, variant.val_size, tuple(lt_counts), variant.bl_size)
+    rule = CarvingRule(test_size, variant.val_size, tuple(lt_counts), variant.bl_size)
     ranked = [names[i] for i in order]
     splits = carve(lists, rule, seed, ranked)
     check_disjoint(splits)
@@ -268,6 +305,15 @@ def build(
     )
     if digests is None:
         warnings.append("note: no --data-root, so identical files across train and test were not looked for")
+    if feature_file is None:
+        decoded = "every image was decoded during feature extraction"
+    elif data_root is not None:
+        used = paths[np.unique(np.concatenate(list(splits.values())))]
+        decode_check(Path(data_root), used.tolist(), workers)
+        decoded = f"the {len(used)} images the splits use were decode-checked"
+    else:
+        decoded = "images were NOT decoded (no --data-root): a corrupt file shows only at training time"
+        warnings.append(f"note: {decoded}")
     for line in warnings:
         log.warning("%s", line)
     frames = {
@@ -282,16 +328,20 @@ def build(
     info = {
         "seed": seed,
         "num_clusters": num_clusters,
+        "clustering": {"device": cluster_device, "algorithm": KMEANS_DESCRIPTION},
         "source": {
             "description": source,
             "images": len(paths),
             "classes": num_classes,
             "listing_sha256": _sha256_lines([f"{p}\t{digests[p]}" for p in paths.tolist()]) if digests else
                               _sha256_lines(paths.tolist()),
+            "decoded": decoded,
+            "findings": findings,
         },
         "features": features_info,
         "profile": {**profile_info, "counts": list(lt_counts), "sha256": profile_sha256(list(lt_counts))},
-        "carving": {"test_size": variant.test_size, "val_size": variant.val_size, "bl_size": variant.bl_size},
+        "carving": {"test_size": test_size, "val_size": variant.val_size, "bl_size": variant.bl_size},
+        **variant.extra,
         "leakage_warnings": warnings,
         "versions": package_versions(),
     }  # fmt: skip
@@ -309,7 +359,7 @@ def load_images(manifest: Manifest, paths: Sequence[str], data_root: Path | None
     )
 
 
-IMAGENET_GLT = ImageNetVariant("imagenet-glt")
+IMAGENET_GLT = ImageNetVariant("imagenet-glt", doctor=imagenet_findings)
 BENCHMARKS.register(IMAGENET_GLT.name)(
     BenchmarkDef(
         name=IMAGENET_GLT.name,

@@ -64,7 +64,8 @@ def check_leakage(
     return warnings
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read block by block."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(READ_BLOCK):
@@ -79,7 +80,7 @@ def file_digests(root: Path, relative_paths: Sequence[str], workers: int) -> dic
         with ThreadPoolExecutor(max(1, workers)) as pool:
             digests = list(
                 tqdm(
-                    pool.map(lambda p: _sha256(root / p), relative_paths),
+                    pool.map(lambda p: file_sha256(root / p), relative_paths),
                     total=len(relative_paths),
                     unit="file",
                     desc="sha256",

@@ -8,7 +8,7 @@ Python pickle, read only with `--trust-pickle` and then through an unpickler tha
 containers and numpy arrays, or the Parquet file `glt-bench convert-attributes` makes from it once
 (docs/formats.md). A sample is one attributed COCO object: sample id = the COCO-Attributes patch id
 (8 digits), path = its image, `bbox` = the crop box; labels = the categories present, ranked by
-instance count (ties to the smaller COCO category id); attributes = the 3-level label of §4.
+instance count (ties by a seeded hash of the category name); attributes = the 3-level label of §4.
 
 Splits: Test-GBL (greedy, vectorised) and Test-CBL are built once with 200 per class and shared by
 both families (§7f); the LT family's pool follows the exp profile (ratio 200 from the largest
@@ -52,7 +52,7 @@ from benchmark.errors import UserError
 from benchmark.manifest import Manifest, write_manifest
 from benchmark.provenance import package_versions
 from benchmark.summary import write_summary
-from splits.carving import class_infos, draw, frequency_groups, rank_classes, split_rng
+from splits.carving import class_infos, draw, frequency_groups, rank_classes, seeded_tie_keys, split_rng
 from splits.features import default_cache_dir
 from splits.leakage import check_leakage, file_digests
 from splits.profiles import parse_profile, profile_sha256, read_counts_file
@@ -558,7 +558,8 @@ def build(
     categories = objects.categories[rows]
 
     category_ids, category_counts = np.unique(categories, return_counts=True)
-    order = rank_classes(category_counts.tolist(), category_ids.tolist())
+    category_names = [objects.category_names[int(i)] for i in category_ids]
+    order = rank_classes(category_counts.tolist(), seeded_tie_keys(category_names, seed))
     class_of = np.argsort(order)[np.searchsorted(category_ids, categories)]  # category → its rank
     names = [objects.category_names[int(category_ids[i])] for i in order]
     num_classes = len(names)

@@ -47,6 +47,24 @@ def profile_sha256(counts: list[int]) -> str:
     return hashlib.sha256("".join(f"{n}\n" for n in counts).encode()).hexdigest()
 
 
+def _check_parameters(spec: str, name: str, params: dict[str, float]) -> None:
+    """Refuse values that give no profile: counts must be positive integers, the exp ratio ≥ 1, the
+    Pareto power positive and its scale non-negative, all finite."""
+    rules = {
+        "n_max": (lambda v: v.is_integer() and v >= 1, "a positive integer"),
+        "n_min": (lambda v: v.is_integer() and v >= 1, "a positive integer"),
+        "ratio": (lambda v: v >= 1, "a number ≥ 1 (head/tail ratio)"),
+        "alpha": (lambda v: v > 0, "a positive number"),
+        "sigma": (lambda v: v >= 0, "a number ≥ 0"),
+    }
+    for key, value in params.items():
+        valid, wanted = rules[key]
+        if not math.isfinite(value) or not valid(value):
+            raise UserError(f"profile {spec!r}: {key} must be {wanted}, got {value:g}")
+    if name == "pareto" and params["n_min"] > params["n_max"]:
+        raise UserError(f"profile {spec!r}: n_min must not exceed n_max")
+
+
 PROFILE_PARAMETERS = {"exp": ("n_max", "ratio"), "pareto": ("alpha", "sigma", "n_min", "n_max")}
 
 
@@ -72,7 +90,8 @@ def parse_profile(
             params = {key: float(value) for key, value in zip(keys, values, strict=True)}
         except ValueError:
             raise UserError(f"profile {spec!r}: give {name}:{':'.join(keys).upper()} as numbers") from None
-        params = {k: int(v) if k in ("n_max", "n_min") and v.is_integer() else v for k, v in params.items()}
+        _check_parameters(spec, name, params)
+        params = {k: int(v) if k in ("n_max", "n_min") else v for k, v in params.items()}
     counts = exp_profile(num_classes, **params) if name == "exp" else pareto_profile(num_classes, **params)
     if min(counts) <= 0:
         raise UserError(f"profile {spec!r} gives a class no image; raise its minimum")

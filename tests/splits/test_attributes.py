@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
-from splits.attributes import attribute_lists, cluster_class
+from splits.attributes import attribute_lists, cluster_class, cluster_classes, kmeans
 
 # Cluster sizes: c2 = 10, c1 = 7, c4 = 7, c0 = 5, c3 = 3, c5 = 2 (34 members).
 # c1 and c4 tie at 7; c4 holds the smallest sample index of the class, so c4 ranks before c1,
@@ -152,3 +154,60 @@ def test_cluster_class_same_seed_same_labels() -> None:
     mapping = {int(t): {int(x) for x in a[truth == t]} for t in range(6)}
     assert all(len(ids) == 1 for ids in mapping.values())
     assert len({next(iter(ids)) for ids in mapping.values()}) == 6
+
+
+def relu_blobs(rows: int = 600, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Overlapping non-negative blobs of unequal sizes, like pooled CNN features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=0.8, size=(6, dim))
+    truth = rng.choice(6, size=rows, p=[0.3, 0.2, 0.15, 0.15, 0.1, 0.1])
+    return np.maximum(centres[truth] + rng.normal(size=(rows, dim)), 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kmeans_objective_matches_scikit_learn(seed: int) -> None:
+    """Same algorithm (k-means++ seeding, Lloyd, best of 10): the inertia is within 1% of
+    scikit-learn's, and no worse than 1% above it."""
+    from sklearn.cluster import KMeans
+
+    features = relu_blobs(seed=seed)
+    labels, inertia = kmeans(features, 6, seed=25)
+    reference = KMeans(n_clusters=6, n_init=10, random_state=25).fit(features).inertia_
+    centred = features - features.mean(axis=0)
+    recomputed = sum(
+        ((centred[labels == k] - centred[labels == k].mean(axis=0)) ** 2).sum() for k in range(6)
+    )
+    assert inertia == pytest.approx(recomputed, rel=1e-3)
+    assert inertia <= reference * 1.01
+    assert set(labels.tolist()) == set(range(6))
+
+
+def test_kmeans_uses_its_seed() -> None:
+    features = relu_blobs()
+    a, _ = kmeans(features, 6, seed=1, n_init=1)
+    b, _ = kmeans(features, 6, seed=2, n_init=1)
+    c, _ = kmeans(features, 6, seed=1, n_init=1)
+    np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(a, b)
+
+
+def test_cluster_classes_same_for_any_workers_and_threads() -> None:
+    import torch
+
+    classes = [relu_blobs(rows=200 + 50 * c, seed=c) for c in range(4)]
+    threads = torch.get_num_threads()
+    one = cluster_classes(classes.__getitem__, 4, 6, seed=7, workers=1)
+    torch.set_num_threads(2)
+    try:
+        two = cluster_classes(classes.__getitem__, 4, 6, seed=7, workers=2)
+    finally:
+        torch.set_num_threads(threads)
+    for (labels_a, digest_a), (labels_b, digest_b), features in zip(one, two, classes, strict=True):
+        np.testing.assert_array_equal(labels_a, labels_b)
+        assert digest_a == digest_b == hashlib.sha256(features.tobytes()).hexdigest()
+    assert torch.get_num_threads() == threads
+
+
+def test_cluster_class_with_fewer_rows_than_clusters_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot form 6 clusters"):
+        cluster_class(np.zeros((4, 3), dtype=np.float32), 6, seed=0)

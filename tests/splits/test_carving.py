@@ -16,6 +16,7 @@ from splits.carving import (
     frequency_groups,
     rank_classes,
     ratio_counts,
+    seeded_tie_keys,
     split_rng,
 )
 from splits.profiles import exp_profile
@@ -273,3 +274,35 @@ def test_frequency_groups() -> None:
     groups = frequency_groups(1000, 400, 450)
     assert (groups.count("many"), groups.count("medium"), groups.count("few")) == (400, 450, 150)
     assert groups[399] == "many" and groups[400] == "medium" and groups[850] == "few"
+
+
+def test_seeded_tie_keys_break_ties_free_of_name_order() -> None:
+    names = [f"n{c:08d}" for c in range(1000)]
+    order = rank_classes([1300] * 1000, seeded_tie_keys(names, 25))
+    rho = np.corrcoef(order, np.arange(1000))[0, 1]
+    assert abs(rho) < 0.1
+    assert order == rank_classes([1300] * 1000, seeded_tie_keys(names, 25))
+    assert order != rank_classes([1300] * 1000, seeded_tie_keys(names, 26))
+    # Counts still come first: a larger class ranks ahead whatever its key.
+    assert rank_classes([5, 9, 5], seeded_tie_keys(["a", "b", "c"], 0))[0] == 1
+
+
+def test_lt_targets_come_from_the_profile_count_not_what_is_left() -> None:
+    """Class 0's profile count (2,000) exceeds what it holds after the tests: each attribute list is
+    cut to min(⌊k·2000/10⌋, left), not to 7:2:1 of what is left (docs/benchmarks.md)."""
+    lists = make_lists({(0, 0): 1500, (0, 1): 700, (0, 2): 500})  # 2,700 in all, 7:2:1 would need more
+    rule = CarvingRule(test_size=60, val_size=30, lt_counts=(2000, *RULE.lt_counts[1:]), bl_size=490)
+    carved_here = carve(lists, rule, seed=25)
+    pool = np.concatenate([carved_here["train_glt"], carved_here["val_glt"], carved_here["test_glt"]])
+    table = per_class_attribute(pool, attribute_of(lists))
+    left = [1500 - 60 - 126, 700 - 60 - 36, 500 - 60 - 18]  # after Test-GBL and Test-CBL
+    assert table[0].tolist() == [min(1400, left[0]), min(400, left[1]), min(200, left[2])] == [1314, 400, 200]
+    # 7:2:1 of min(2,000, 2,000 left) = 1,400/400/200 would have given 1,314 + 400 + 200 too, but
+    # 7:2:1 of min(n, left) for n = 2,000 and 1,914 left gives 1,339/382/191: fewer in attributes 1 and 2.
+    assert sum(table[0]) == 1914 and ratio_counts(1914) == [1339, 382, 191]
+
+
+def test_short_test_gbl_names_the_test_size_option() -> None:
+    lists = make_lists({(3, 2): 100})
+    with pytest.raises(UserError, match="pass --test-size 25 or less"):
+        carve(lists, RULE, seed=25, class_names=NAMES)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -275,3 +278,22 @@ def test_without_local_data_or_network_the_error_says_what_to_do(tmp_path, monke
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
         load_source(cache_dir=tmp_path / "cache")
+
+
+def test_fashion_glt_hash_is_the_same_with_one_or_two_threads(tmp_path):
+    """OMP_NUM_THREADS=1 with one clustering process and OMP_NUM_THREADS=2 with two give one manifest
+    (scikit-learn's threaded K-means did not: its cluster sizes of class 2 changed)."""
+    if not DEBIAN_ROOT.exists():
+        pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (make test does it)")
+    hashes = []
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}"
+        command = [
+            sys.executable, "-m", "benchmark.cli", "build-splits", "--benchmark", "fashion-glt",
+            "--extractor", "pixels", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+            "--workers", str(threads),
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        subprocess.run(command, check=True, env=env, capture_output=True, timeout=600)
+        hashes.append(Manifest(out).content_hash)
+    assert hashes[0] == hashes[1]

@@ -97,9 +97,12 @@ def test_attributes_recover_the_appearance_modes(built: Manifest) -> None:
         np.testing.assert_array_equal(frame["attribute"].to_numpy(), modes // 2)
 
 
-def test_classes_ranked_by_count_ties_by_wordnet_id(built: Manifest) -> None:
+def test_classes_ranked_by_count_ties_by_seeded_hash(built: Manifest) -> None:
+    from splits.carving import seeded_tie_keys
+
     names = [info.name for info in built.classes]
-    assert names == [f"n{c:08d}" for c in range(CLASSES)]
+    tied = sorted(["n00000010", "n00000011"], key=lambda n: seeded_tie_keys([n], 25)[0])
+    assert names == [f"n{c:08d}" for c in range(10)] + tied
     assert built.metadata["build"]["profile"]["name"] == "exp"
 
 
@@ -271,10 +274,9 @@ def test_cli_refuses_options_of_other_benchmarks(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "exclude each other" in result.output
 
 
-def test_full_scale_sizes_match_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """1000 classes × 1,300 images, six ImageNet-like unequal clusters per class (docs/benchmarks.md §8:
-    attributes 42/33/25%). The features carry the cluster id, and K-means (tested above on images) is
-    replaced by reading it, so the test covers listing, ranking, profile, merge and carving at scale."""
+def _full_scale_features(tmp_path: Path) -> Path:
+    """1000 classes × 1,300 rows whose one feature is the row's cluster, six clusters of ImageNet-like
+    unequal sizes (attributes 42/33/25%, docs/benchmarks.md)."""
     per_class, classes = 1300, 1000
     modes = np.repeat(np.arange(6), (np.array(MODE_SHARES) * per_class).astype(int))
     modes = np.concatenate([modes, np.zeros(per_class - len(modes), dtype=int)])
@@ -284,13 +286,72 @@ def test_full_scale_sizes_match_the_original(tmp_path: Path, monkeypatch: pytest
     )
     path = tmp_path / "features.npz"
     np.savez(path, paths=paths, features=np.tile(modes, classes).astype(np.float32)[:, None])
-    monkeypatch.setattr(imagenet, "cluster_class", lambda f, k, seed: f[:, 0].astype(np.int64))
+    return path
+
+
+def _clusters_from_feature(source, count, num_clusters, seed, device, workers):
+    """Stands in for K-means (tested on images above): the cluster is the feature itself."""
+    return [(source(i)[:, 0].astype(np.int64), str(i)) for i in range(count)]
+
+
+def expected_train_glt(lt_counts: list[int], attribute_sizes: list[int], test_size: int = 20) -> int:
+    """The original's truncation rule, written independently: after Test-GBL (test_size per attribute)
+    and Test-CBL (7m/2m/m, m = ⌊3·test_size/10⌋) class c keeps min(⌊share·n_c/10⌋, left) per attribute;
+    Test-GLT and Val-GLT then take 1000·3·(test_size + 10)."""
+    m = 3 * test_size // 10
+    left = [size - test_size - share * m for size, share in zip(attribute_sizes, (7, 2, 1), strict=True)]
+    pool = sum(
+        min(share * n // 10, rest) for n in lt_counts for share, rest in zip((7, 2, 1), left, strict=True)
+    )
+    return pool - len(lt_counts) * 3 * (test_size + 10)
+
+
+def test_full_scale_sizes_follow_the_original_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing, ranking, profile, merge and carving at full scale: exact sizes, 400/450/150 groups,
+    and tied classes ranked by a seeded hash, not by WordNet id."""
+    path = _full_scale_features(tmp_path)
+    monkeypatch.setattr(imagenet, "cluster_classes", _clusters_from_feature)
     manifest = build(IMAGENET_GLT, tmp_path / "m", features=path)
     sizes = {name: part["rows"] for name, part in manifest.metadata["splits"].items()}
     assert sizes["test_gbl"] == sizes["test_cbl"] == 60_000
     assert sizes["val_glt"] == sizes["val_cbl"] == 30_000 and sizes["test_glt"] == 60_000
     assert sizes["train_cbl"] == 114_000
-    assert abs(sizes["train_glt"] - 113_460) / 113_460 < 0.02
+    attribute_sizes = [312 + 234, 221 + 208, 169 + 156]  # 42/33/25%
+    lt_counts = manifest.metadata["build"]["profile"]["counts"]
+    assert sizes["train_glt"] == expected_train_glt(lt_counts, attribute_sizes) == 113_724
     groups = [info.group for info in manifest.classes]
     assert (groups.count("many"), groups.count("medium"), groups.count("few")) == (400, 450, 150)
     assert manifest.metadata["build"]["profile"]["sha256"].startswith("a2138f9e")
+    # Every class ties at 1,300: the rank of a class must not follow its name.
+    name_order = np.argsort(np.argsort([info.name for info in manifest.classes]))
+    rho = np.corrcoef(name_order, np.arange(1000))[0, 1]
+    assert abs(rho) < 0.1
+    many = sorted(info.name for info in manifest.classes if info.group == "many")
+    assert many != sorted(info.name for info in manifest.classes)[:400]
+
+
+def test_full_scale_counts_file_gives_the_original_rule_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class-count list given through --counts-file (here a steeper exp list, head 1,700 above what
+    attribute 0 holds) gives exactly the pool of the original's truncation rule."""
+    from splits.profiles import exp_profile
+
+    counts = exp_profile(1000, 1700, 120)
+    (tmp_path / "counts.txt").write_text("".join(f"{n}\n" for n in counts))
+    monkeypatch.setattr(imagenet, "cluster_classes", _clusters_from_feature)
+    manifest = build(
+        IMAGENET_GLT,
+        tmp_path / "m",
+        features=_full_scale_features(tmp_path),
+        counts_file=tmp_path / "counts.txt",
+    )
+    train_glt = manifest.metadata["splits"]["train_glt"]["rows"]
+    assert train_glt == expected_train_glt(counts, [546, 429, 325])
+    # The rule of 7:2:1 of min(n_c, available) would give fewer: the head classes lose more.
+    capped = sum(
+        min(share * min(n, 1300 - 120) // 10, rest)
+        for n in counts
+        for share, rest in zip((7, 2, 1), (546 - 62, 429 - 32, 325 - 26), strict=True)
+    )
+    assert train_glt > capped - 90_000

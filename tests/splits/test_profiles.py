@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.errors import UserError
-from splits.profiles import exp_profile, pareto_profile, profile_sha256, read_counts_file
+from splits.profiles import exp_profile, pareto_profile, parse_profile, profile_sha256, read_counts_file
 
 IMAGENET_PARETO = (1000, 6, 993.25, 18, 1500)
 
@@ -94,3 +94,24 @@ def test_read_counts_file_errors(tmp_path: Path, text: str, num_classes: int) ->
 def test_read_counts_file_missing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"missing\.txt"):
         read_counts_file(tmp_path / "missing.txt", 4)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("exp:100:0", "ratio must be"),
+        ("exp:inf:2", "n_max must be"),
+        ("exp:100.5:2", "n_max must be"),
+        ("exp:100:nan", "ratio must be"),
+        ("pareto:0:993:18:1500", "alpha must be"),
+        ("pareto:nan:993:18:1500", "alpha must be"),
+        ("pareto:6:-1:18:1500", "sigma must be"),
+        ("pareto:6:993:0:1500", "n_min must be"),
+        ("pareto:6:993:1600:1500", "n_min must not exceed"),
+        ("exp:100", "as numbers"),
+    ],
+)
+def test_bad_profile_values_are_one_line_errors(spec: str, message: str) -> None:
+    with pytest.raises(UserError, match=message) as error:
+        parse_profile(spec, 10, {})
+    assert "\n" not in str(error.value)
