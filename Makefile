@@ -51,15 +51,18 @@ bench: setup data
 	PYTHONPATH=. $(PY) bench/train_throughput.py
 	PYTHONPATH=. $(PY) bench/extract_throughput.py
 	PYTHONPATH=. $(PY) bench/dpp_scale.py
+	PYTHONPATH=. $(PY) bench/sweep_submit.py
 
 # The README's fashion-glt table: every line of docs/results-sweep.txt × SEEDS under all protocols,
-# JOBS single-threaded processes at a time (deterministic CPU numbers); finished runs are skipped.
-# SWEEP=FILE runs other lines (e.g. only new methods) and still rewrites the whole table.
+# through the sweep's local launcher, JOBS single-threaded processes at a time (deterministic CPU
+# numbers); finished runs are skipped, interrupted ones resume. SWEEP=FILE runs other lines (e.g.
+# only new methods) and still rewrites the whole table. `glt-bench status` with the same arguments
+# shows progress from another terminal.
+comma := ,
 results: setup data
 	$(GLT) build-splits --benchmark fashion-glt --manifests $(RESULTS)/manifests
-	for seed in $(SEEDS); do grep -v '^#' $(SWEEP) | sed "s/^/--seed $$seed /"; done | \
-		OMP_NUM_THREADS=1 xargs -P $(JOBS) -L 1 $(GLT) run --benchmark fashion-glt --protocol all \
-		--manifests $(RESULTS)/manifests --out $(RESULTS)/runs --resume
+	$(GLT) sweep $(SWEEP) --benchmark fashion-glt --seeds "$(subst $() ,$(comma),$(strip $(SEEDS)))" \
+		--device cpu --threads 1 --jobs $(JOBS) --manifests $(RESULTS)/manifests --out $(RESULTS)/runs
 	$(GLT) report --runs $(RESULTS)/runs --out $(RESULTS)/report --readme README.md
 
 lint: setup

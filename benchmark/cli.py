@@ -558,7 +558,13 @@ def _sweep_setup(sweep_file, seeds, benchmark, manifest_dir, out, device, data_r
     "--array-parallelism", type=click.IntRange(min=1), default=256, show_default=True,
     help="Most array jobs running at once.",
 )  # fmt: skip
-@click.option("--slurm", "slurm_extra", multiple=True, metavar="KEY=VALUE", help="Any other sbatch option.")
+@click.option(
+    "--slurm",
+    "slurm_extra",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Any other sbatch option, e.g. constraint=a100.",
+)
 @click.option("--status", "show_status", is_flag=True, help="Print the sweep's status instead of submitting.")
 @click.option("--dry-run", is_flag=True, help="Plan and count, start nothing.")
 def sweep_cmd(sweep_file, seeds, benchmark, manifest_dir, out, device, data_root, gpus_per_job, nodes_per_job,

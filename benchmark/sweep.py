@@ -188,9 +188,18 @@ def manifest_hash(manifest_dir: Path, benchmark: str) -> str | None:
 
 
 def _code_version() -> str:
-    from benchmark.provenance import git_sha
+    """A fingerprint of what a config hash depends on besides the run's arguments and manifest: the
+    methods' defaults, the recipes and the runner's source. A change re-plans; other commits do not."""
+    from dataclasses import asdict
 
-    return git_sha()
+    from benchmark.catalog import METHOD_DEFAULTS
+    from benchmark.recipes import RECIPES
+
+    text = json.dumps(
+        [METHOD_DEFAULTS, {name: asdict(r) for name, r in RECIPES}], sort_keys=True, default=str
+    )
+    runner = (Path(__file__).with_name("runner.py")).read_bytes()
+    return hashlib.sha256(text.encode() + runner).hexdigest()[:16]
 
 
 # --- planning: the runner's own config hashes --------------------------------------------------
@@ -209,7 +218,7 @@ def _run_params(argv: Iterable[str]) -> dict[str, Any]:
         raise UserError(f"{error.format_message()} (in `glt-bench run {shlex.join(argv)}`)") from None
 
 
-def plan_entry(argv: Iterable[str], options: Options) -> list[str]:
+def plan_entry(argv: Iterable[str], device: str, world_size: int) -> list[str]:
     """The run folders (relative to --out) an entry's records go to, for the device and world size of the
     job that will run it; computed by the runner's `plan_runs`, so the hashes are exactly `run`'s."""
     import torch
@@ -228,8 +237,8 @@ def plan_entry(argv: Iterable[str], options: Options) -> list[str]:
     planned = plan_runs(
         manifest, method_cls, recipe, list(PROTOCOLS) if "all" in protocols else sorted(set(protocols)),
         params["out"], seed=params["seed"], overrides=parse_overrides(list(params["overrides"]), method_cls),
-        selection_rule=params["selection"], device=torch.device(options.device),
-        precision=params["precision"], world=options.world_size, from_run=params["from_run"],
+        selection_rule=params["selection"], device=torch.device(device),
+        precision=params["precision"], world=world_size, from_run=params["from_run"],
     )  # fmt: skip
     return [str(p.run_dir.relative_to(params["out"])) for p in planned]
 
@@ -253,7 +262,7 @@ def ensure_planned(entries: list[Entry], options: Options) -> dict[str, dict[str
             todo.append((entry, plan_of))
         states[entry.key] = state
     for entry, plan_of in todo:
-        runs = plan_entry(entry.argv, options)
+        runs = plan_entry(entry.argv, options.device, options.world_size)
         states[entry.key] = _update(
             _entry_path(options.out, entry.key), argv=list(entry.argv), line=entry.line, seed=entry.seed,
             runs=runs, plan_of=plan_of,
@@ -331,7 +340,8 @@ def status(entries: list[Entry], options: Options, queue: dict[str, str] | None 
             row.state = "done"
         elif state.get("launcher") == "slurm" and job in (queue or {}):
             row.state = "running" if queue[job] in _SQUEUE_RUNNING else "queued"
-            row.detail = (queue or {})[job].lower()
+            if queue[job] not in ("RUNNING", "PENDING"):
+                row.detail = f"Slurm: {queue[job].lower()}"
         elif job_state.get("state") in ("running", "requeued") and _pid_alive(
             job_state.get("host", ""), job_state.get("pid")
         ):
@@ -424,11 +434,14 @@ def _slurm_executor(options: Options, slurm: SlurmOptions):
     import submitit
 
     extra = {}
-    for pair in slurm.extra:
+    for pair in slurm.extra:  # KEY=VALUE, or KEY alone for a flag such as `hold` or `exclusive`
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--slurm expects KEY=VALUE (an sbatch option without its dashes), got {pair!r}")
-        extra[key.strip().lstrip("-").replace("_", "-")] = value
+        key = key.strip().lstrip("-").replace("_", "-")
+        if not key or (sep and not value):
+            raise UserError(
+                f"--slurm expects KEY=VALUE or KEY (an sbatch option without dashes), got {pair!r}"
+            )
+        extra[key] = value if sep else True
     cuda = options.device == "cuda"
     executor = submitit.SlurmExecutor(
         folder=state_dir(options.out) / "logs", max_num_timeout=slurm.max_requeues
@@ -583,24 +596,32 @@ def execute(out: str | Path, key: str, retries: int) -> None:
             )  # fmt: skip
         saved_argv, sys.argv = sys.argv, ["glt-bench", *argv]  # what the record states as the command
         try:
+            if main_rank and attempt == 1:  # planned again where it runs: the folders `run` really writes
+                world, device = int(os.environ.get("WORLD_SIZE", "1")), _run_params(state["argv"])["device"]
+                _update(_entry_path(out, key), runs=plan_entry(state["argv"], device, world))
             cli.main.main(argv, prog_name="glt-bench", standalone_mode=False)
-        except click.ClickException as error:  # a UserError: the same again would fail the same way
+        except (UserError, click.ClickException) as error:  # the same again would fail the same way
             if main_rank:
-                _update(status_path, state="failed", error=error.format_message())
+                _update(status_path, state="failed", error=_one_line(error))
             raise
         except Exception as error:
-            last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             if main_rank:
-                _update(status_path, state="failed", error=f"{type(error).__name__}: {last}")
+                _update(status_path, state="failed", error=f"{type(error).__name__}: {_one_line(error)}")
             if attempt > retries:
                 raise
-            print(f"attempt {attempt} failed ({type(error).__name__}: {last}); retrying", file=sys.stderr)
+            print(f"attempt {attempt} failed ({_one_line(error)}); retrying", file=sys.stderr)
             continue
         finally:
             sys.argv = saved_argv
         if main_rank:
             _update(status_path, state="done", error="")
         return
+
+
+def _one_line(error: Exception) -> str:
+    """An error's last line (a UserError's whole message)."""
+    text = error.format_message() if hasattr(error, "format_message") else str(error)
+    return (text.strip().splitlines() or [type(error).__name__])[-1]
 
 
 def job_id() -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 _spec = importlib.util.spec_from_file_location("slurm_cluster", Path(__file__).with_name("slurm_cluster.py"))
-slurm_cluster = importlib.util.module_from_spec(_spec)
+slurm_cluster = sys.modules.setdefault("slurm_cluster", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(slurm_cluster)
 
 

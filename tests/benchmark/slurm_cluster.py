@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class Cluster:
     conf: Path
     node: str
     pids: dict[str, int] = field(default_factory=dict)
+    munge_dir: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,6 +67,8 @@ class Cluster:
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+        if self.munge_dir is not None:
+            shutil.rmtree(self.munge_dir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -89,7 +93,7 @@ def start(root: Path, cpus: int = 2) -> Cluster:
     """Write a slurm.conf under `root`, start munged, slurmctld and slurmd; return once the node is idle."""
     root.mkdir(parents=True, exist_ok=True)
     node = socket.gethostname()
-    for sub in ("state", "spool", "log", "munge"):
+    for sub in ("state", "spool", "log"):
         (root / sub).mkdir(exist_ok=True)
     conf = root / "slurm.conf"
     conf.write_text(
@@ -130,7 +134,9 @@ def start(root: Path, cpus: int = 2) -> Cluster:
         )
     )
     cluster = Cluster(root, conf, node)
-    socket_dir = root / "munge"
+    # munged runs as `munge`, which cannot enter a private temp folder: its files get their own folder.
+    socket_dir = cluster.munge_dir = Path(tempfile.mkdtemp(prefix="glt-bench-munge-"))
+    socket_dir.chmod(0o755)
     shutil.chown(socket_dir, "munge", "munge")
     munge_socket = socket_dir / "munge.socket.2"
     try:
