@@ -24,11 +24,13 @@ $(STAMP): pyproject.toml
 
 # Fashion-MNIST from Debian's package when we may install it; glt-bench itself falls back to
 # torchvision's downloader (and says so clearly when there is no network). Chromium and its driver
-# for the report's browser test (which fails without them) come the same way.
+# for the report's browser test (which fails without them) come the same way, and slurm-wlm + munge
+# for the sweep's tests against a real one-node Slurm.
 data:
 	@missing=""; \
 	[ -f $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
 	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
+	[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/munged ] || missing="$$missing slurm-wlm munge"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
