@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +28,16 @@ class BenchmarkDef:
 
 
 BENCHMARKS: Registry[BenchmarkDef] = Registry("benchmark")
+
+
+def resolve(name: str, manifest_dir: Path) -> BenchmarkDef:
+    """A registered benchmark, or a user-named one (imagefolder-glt `--name`) whose manifest in
+    `manifest_dir` records the registered benchmark it was built by."""
+    if name in BENCHMARKS.names():
+        return BENCHMARKS.get(name)
+    path = Path(manifest_dir) / name / "metadata.json"
+    try:
+        based_on = json.loads(path.read_text(encoding="utf-8"))["build"]["based_on"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return BENCHMARKS.get(name)  # the usual "unknown benchmark" error
+    return replace(BENCHMARKS.get(based_on), name=name)

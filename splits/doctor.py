@@ -22,6 +22,7 @@ from benchmark.errors import UserError
 
 ILSVRC_CLASSES, ILSVRC_IMAGES, ILSVRC_RANGE = 1000, 1_281_167, (732, 1300)
 COCO_IMAGES = {"train2014": 82_783, "val2014": 40_504}
+COCO_LAYOUT = "--coco-root must hold annotations/instances_{train,val}2014.json, train2014/ and val2014/"
 WNID = re.compile(r"n\d{8}")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 DECODE_SIZE = 8  # decode at the strongest DCT reduction: every byte is still read and checked
@@ -132,16 +133,16 @@ def doctor_mscoco(coco_root: Path | None, attributes: Path | None) -> list[str]:
         for subset, expected in COCO_IMAGES.items():
             annotation = root / "annotations" / f"instances_{subset}.json"
             if not annotation.is_file():
-                lines.append(f"error: {annotation} missing")
+                lines.append(f"error: {annotation} not found; {COCO_LAYOUT}")
             elif annotation.stat().st_size == 0:
                 lines.append(f"error: {annotation} is empty")
             folder = root / subset
             if not folder.is_dir():
-                lines.append(f"error: {folder} missing")
+                lines.append(f"error: {folder} not found; {COCO_LAYOUT}")
                 continue
             images = sum(1 for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_SUFFIXES))
             level = "ok" if images == expected else "warning"
-            lines.append(f"{level}: {folder} holds {images:,} images (COCO 2014 {subset}: {expected:,})")
+            lines.append(f"{level}: {subset}/ holds {images:,} images (COCO 2014 {subset}: {expected:,})")
     if attributes is not None:
         path = Path(attributes)
         if not path.is_file():

@@ -79,7 +79,10 @@ class ImageNetVariant:
     default_profile: str = "pareto"
     profiles: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_PROFILES)
     doctor: Callable[[list[str], list[int]], list[str]] | None = None  # source findings (warnings)
+    # A benchmark whose constants follow its data (imagefolder-glt): the variant for these class counts.
+    scaled: Callable[[ImageNetVariant, list[int]], ImageNetVariant] | None = None
     extra: dict[str, object] = field(default_factory=dict)  # more build metadata (what was scaled)
+    notes: tuple[str, ...] = ()  # lines for the summary
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def list_images(data_root: Path) -> Listing:
         description = f"ImageFolder layout: {data_root}/train{ignored}"
     else:
         prefix, folder = "", data_root
-        description = f"ILSVRC-2012 train folder layout: {data_root}"
+        description = f"class-folder layout: {data_root}"
     paths, classes = [], 0
     for entry in _class_dirs(folder):
         with os.scandir(entry.path) as files:
@@ -192,10 +195,15 @@ def build(
     workers: int | None = None,
     features: Path | None = None,
     test_size: int | None = None,
+    val_size: int | None = None,
 ) -> Manifest:
     """Check the options, list the images (or read --features), extract features, cluster, carve,
     check and write."""
     check_options(num_clusters, test_size, profile, counts_file)
+    if val_size is not None and val_size < 4:
+        raise UserError(
+            f"--val-size must be at least 4 (Val-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {val_size}"
+        )
     if data_root is None and features is None:
         raise UserError(
             f"{variant.name} needs --data-root DIR (the ILSVRC-2012 train folder) or --features FILE"
@@ -211,7 +219,7 @@ def build(
             variant, out, listing=listing, feature_file=feature_file, data_root=data_root, seed=seed,
             extractor=extractor, extractor_def=extractor_def, num_clusters=num_clusters, profile=profile,
             counts_file=counts_file, cache_dir=cache_dir, device=device, cluster_device=cluster_device,
-            workers=workers, test_size=test_size or variant.test_size,
+            workers=workers, test_size=test_size, val_size=val_size,
         )  # fmt: skip
     finally:
         if feature_file is not None:
@@ -222,7 +230,7 @@ def _build(
     variant: ImageNetVariant, out: Path, *, listing: Listing | None, feature_file: feats.FeatureFile | None,
     data_root: Path | None, seed: int, extractor: str, extractor_def: feats.Extractor | None,
     num_clusters: int, profile: str | None, counts_file: Path | None, cache_dir: Path, device: str | None,
-    cluster_device: str, workers: int, test_size: int,
+    cluster_device: str, workers: int, test_size: int | None, val_size: int | None,
 ) -> Manifest:  # fmt: skip
     if feature_file is not None:
         paths = feature_file.paths
@@ -239,6 +247,9 @@ def _build(
     names = sorted(members)
     num_classes = len(names)
     check_class_sizes(members, num_clusters)
+    if variant.scaled is not None:
+        variant = variant.scaled(variant, [len(members[n]) for n in names])
+    test_size, val_size = test_size or variant.test_size, val_size or variant.val_size
     lt_counts, profile_info = _profile(variant, profile, counts_file, num_classes)
     findings = variant.doctor(names, [len(members[n]) for n in names]) if variant.doctor else []
     for line in findings:
@@ -295,7 +306,7 @@ def _build(
         num_clusters, num_classes, cluster_device, time.perf_counter() - started,
     )  # fmt: skip
 
-    rule = CarvingRule(test_size, variant.val_size, tuple(lt_counts), variant.bl_size)
+    rule = CarvingRule(test_size, val_size, tuple(lt_counts), variant.bl_size)
     ranked = [names[i] for i in order]
     splits = carve(lists, rule, seed, ranked)
     check_disjoint(splits)
@@ -340,13 +351,13 @@ def _build(
         },
         "features": features_info,
         "profile": {**profile_info, "counts": list(lt_counts), "sha256": profile_sha256(list(lt_counts))},
-        "carving": {"test_size": test_size, "val_size": variant.val_size, "bl_size": variant.bl_size},
+        "carving": {"test_size": test_size, "val_size": val_size, "bl_size": variant.bl_size},
         **variant.extra,
         "leakage_warnings": warnings,
         "versions": package_versions(),
     }  # fmt: skip
     manifest = write_manifest(out, benchmark=variant.name, classes=infos, splits=frames, build=info)
-    write_summary(manifest, warnings)
+    write_summary(manifest, [*variant.notes, *warnings])
     return manifest
 
 

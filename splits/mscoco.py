@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -53,6 +55,7 @@ from benchmark.manifest import Manifest, write_manifest
 from benchmark.provenance import package_versions
 from benchmark.summary import write_summary
 from splits.carving import class_infos, draw, frequency_groups, rank_classes, seeded_tie_keys, split_rng
+from splits.doctor import attributes_kind, decode_check, doctor_mscoco, raise_on_errors
 from splits.features import default_cache_dir
 from splits.leakage import check_leakage, file_digests
 from splits.profiles import parse_profile, profile_sha256, read_counts_file
@@ -118,6 +121,10 @@ def _attributes_from_pickle(path: Path) -> Attributes:
             data = _RestrictedUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise UserError(f"cannot unpickle {path}: {exc}; give the COCO-Attributes release file") from None
+    return _attributes_from_data(path, data)
+
+
+def _attributes_from_data(path: Path, data: object) -> Attributes:
     try:
         names = tuple(str(a["name"]) for a in sorted(data["attributes"], key=lambda a: a["id"]))
         vectors, ann_of = data["ann_vecs"], data["patch_id_to_ann_id"]
@@ -130,6 +137,43 @@ def _attributes_from_pickle(path: Path) -> Attributes:
             f"patch_id_to_ann_id; {type(exc).__name__}: {exc})"
         ) from None
     return _checked(path, Attributes(names, patch_ids, ann_ids, votes))
+
+
+def _attributes_from_joblib(path: Path) -> Attributes:
+    """The GLT repository's `cocottributes_py3.jbl` (joblib.dump of the release's dict): joblib's own
+    reader, with the same allow-list as the pickle plus joblib's array wrapper."""
+    from joblib import numpy_pickle
+
+    class Restricted(numpy_pickle.NumpyUnpickler):
+        def find_class(self, module: str, name: str) -> object:
+            if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+                return numpy_pickle.NumpyArrayWrapper
+            return _RestrictedUnpickler.find_class(self, module, name)  # type: ignore[arg-type]
+
+    try:
+        with (
+            open(path, "rb") as raw,
+            numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (
+                handle,
+                _,
+            ),
+        ):
+            if isinstance(handle, str):
+                raise ValueError("a joblib file older than joblib 0.10")
+            data = Restricted(str(path), handle, ensure_native_byte_order=True).load()
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OSError,
+    ) as exc:
+        raise UserError(
+            f"cannot read the joblib file {path}: {exc}; give the GLT repository's file"
+        ) from None
+    return _attributes_from_data(path, data)
 
 
 def _attributes_from_parquet(path: Path) -> Attributes:
@@ -182,6 +226,15 @@ def read_attributes(path: Path, *, trust_pickle: bool = False) -> Attributes:
         raise UserError(f"cannot read the attributes file {path}: {exc.strerror}") from None
     if magic == b"PAR1":
         return _attributes_from_parquet(path)
+    joblib_file = attributes_kind(path) == "joblib"
+    if joblib_file and not trust_pickle:
+        raise UserError(
+            f"--attributes {path} is a joblib file (the GLT repository's cocottributes_py3.jbl), a pickle "
+            "that can run code when loaded: pass --trust-pickle if you trust it (read via an allow-list), "
+            f"or convert it once with `glt-bench convert-attributes {path} OUT.parquet --trust-pickle`"
+        )
+    if joblib_file:
+        return _attributes_from_joblib(path)
     if not trust_pickle:
         raise UserError(
             f"--attributes {path} is a Python pickle, which can run code when loaded: pass --trust-pickle "
@@ -475,22 +528,42 @@ def _write_crop(job: tuple[Path, Path, str, str, tuple[int, int, int, int]]) -> 
 
 def write_crops(coco_root: Path, folder: Path, samples: pd.DataFrame, workers: int | None = None) -> None:
     """Write each sample's crop to `folder/<sample_id>.jpg` (JPEG, Pillow's default quality, as the
-    original), every file atomically; `samples` has `sample_id, path, bbox`."""
+    original); `samples` has `sample_id, path, bbox`. The crops go to a hidden folder beside `folder`
+    that replaces it only once all are written, so a failure leaves no partial folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     jobs = [
-        (Path(coco_root), Path(folder), row.sample_id, row.path, tuple(int(v) for v in row.bbox))
+        (Path(coco_root), staging, row.sample_id, row.path, tuple(int(v) for v in row.bbox))
         for row in samples.sort_values("sample_id").itertuples()
     ]
-    Path(folder).mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
-    with tqdm(total=len(jobs), unit="crop", desc="export crops", mininterval=2) as progress:
-        if workers == 1:
-            for job in jobs:
-                _write_crop(job)
-                progress.update()
-        else:
-            with get_context("fork").Pool(workers) as pool:
-                for _ in pool.imap_unordered(_write_crop, jobs, chunksize=64):
+    try:
+        with tqdm(total=len(jobs), unit="crop", desc="export crops", mininterval=2) as progress:
+            if workers == 1:
+                for job in jobs:
+                    _write_crop(job)
                     progress.update()
+            else:
+                with get_context("fork").Pool(workers) as pool:
+                    for _ in pool.imap_unordered(_write_crop, jobs, chunksize=64):
+                        progress.update()
+        os.chmod(staging, 0o777 & ~_umask())
+        previous = folder.with_name(f".{folder.name}.previous") if folder.exists() else None
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+            folder.rename(previous)
+        staging.rename(folder)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- the build
@@ -532,6 +605,15 @@ def build(
         )
     coco_root = Path(coco_root)
     workers = workers or os.cpu_count() or 1
+    if profile is not None:
+        parse_profile(profile, 2, {"exp": {"n_max": 2, "ratio": 1}})  # syntax and values, before any reading
+    if counts_file is not None and not Path(counts_file).is_file():
+        raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
+    findings = doctor_mscoco(coco_root, Path(attributes))
+    raise_on_errors(findings)
+    findings = [line for line in findings if line.startswith("warning:")]
+    for line in findings:
+        log.warning("%s", line)
     attrs = read_attributes(Path(attributes), trust_pickle=trust_pickle)
     objects = load_objects(coco_root)
     rows = np.array([objects.index.get(int(a), -1) for a in attrs.ann_ids], dtype=np.int64)
@@ -599,12 +681,16 @@ def build(
         )
         for name, idx in splits.items()
     }
-    if export_crops is not None:
-        used = np.unique(np.concatenate(list(splits.values())))
+    used = np.unique(np.concatenate(list(splits.values())))
+    used_images = sorted(set(paths[used].tolist()))
+    if export_crops is not None:  # cropping decodes every image
         listing = pd.DataFrame(
             {"sample_id": sample_ids[used], "path": paths[used], "bbox": list(boxes[used])}
         )
         write_crops(coco_root, Path(export_crops), listing, workers)
+    else:
+        decode_check(coco_root, used_images, workers)
+    decoded = f"the {len(used_images)} images the splits use were decoded"
     groups = frequency_groups(num_classes, *variant.groups)
     classes = class_infos(names, groups, class_of, splits)
     info = {
@@ -628,6 +714,8 @@ def build(
                 ]
             ),
             "images_sha256": _inputs_sha256(["".join(f"{p}\t{digests[p]}\n" for p in images)]),
+            "decoded": decoded,
+            "findings": findings,
         },
         "profile": {**profile_info, "counts": list(lt_counts), "sha256": profile_sha256(list(lt_counts))},
         "carving": {

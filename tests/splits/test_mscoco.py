@@ -484,3 +484,49 @@ def test_full_scale_split_sizes_equal_the_spec() -> None:
         assert len(ids) == len(np.unique(ids))
     levels = mscoco.split_attribute_levels(splits, class_of, positives, 29)
     assert all(set(np.unique(v)) <= {0, 1, 2} for v in levels.values())
+
+
+def test_joblib_release_is_refused_without_the_flag_and_read_with_it(coco: dict, tmp_path: Path) -> None:
+    import joblib
+
+    path = tmp_path / "cocottributes_py3.jbl"
+    release = dict(coco["release"])
+    release["ann_vecs"] = {p: np.asarray(v, dtype=np.float64) for p, v in release["ann_vecs"].items()}
+    joblib.dump(release, path)
+    with pytest.raises(UserError, match=r"joblib file .*convert-attributes") as error:
+        mscoco.read_attributes(path)
+    assert "\n" not in str(error.value)
+    from_joblib = mscoco.read_attributes(path, trust_pickle=True)
+    from_pickle = mscoco.read_attributes(coco["pickle"], trust_pickle=True)
+    assert from_joblib.names == from_pickle.names
+    np.testing.assert_array_equal(from_joblib.patch_ids, from_pickle.patch_ids)
+    np.testing.assert_array_equal(from_joblib.votes, from_pickle.votes)
+    evil = tmp_path / "evil.jbl"
+    joblib.dump({"attributes": [], "ann_vecs": {1: _Boom()}}, evil)
+    with pytest.raises(UserError, match=r"builtins\.print"):
+        mscoco.read_attributes(evil, trust_pickle=True)
+
+
+def test_corrupt_image_without_export_is_named_and_nothing_is_written(coco: dict, tmp_path: Path) -> None:
+    root = tmp_path / "coco"
+    shutil.copytree(coco["root"], root)
+    victim = sorted((root / "train2014").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.raises(UserError, match=f"cannot decode image .*{victim.name}") as error:
+        mscoco.build(VARIANT, tmp_path / "out", coco_root=root, attributes=coco["pickle"], trust_pickle=True)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_crop_export_leaves_no_partial_folder(coco: dict, tmp_path: Path) -> None:
+    root = tmp_path / "coco"
+    shutil.copytree(coco["root"], root)
+    victim = sorted((root / "val2014").glob("*.jpg"))[-1]
+    victim.write_bytes(b"not a jpeg")
+    crops = tmp_path / "crops"
+    with pytest.raises(UserError, match="cannot crop"):
+        mscoco.build(
+            VARIANT, tmp_path / "out", coco_root=root, attributes=coco["pickle"], trust_pickle=True,
+            export_crops=crops, workers=1,
+        )  # fmt: skip
+    assert sorted(tmp_path.iterdir()) == [root]  # neither the crops folder nor a hidden partial one
