@@ -13,6 +13,7 @@ from typing import Any
 BENCHMARK_SUMMARIES: dict[str, str] = {
     "fashion-glt": "real Fashion-MNIST, 10 classes, attributes from EfficientNet-Lite0 clusters (default)",
     "fashion-glt-mini": "700 images per class of fashion-glt with smaller splits: a smoke test",
+    "imagefolder-glt": "any ImageFolder tree (--name): the ImageNet-GLT construction, sizes scaled",
     "imagenet-glt": "ILSVRC-2012 train folder, 1000 classes, attributes from per-class clusters "
     "(needs the data)",
     "mscoco-glt": "COCO 2014 object crops, 29 classes, COCO-Attributes attribute levels (needs the data)",

@@ -21,7 +21,8 @@ import torch.distributed as dist
 from baselines.base import METHODS, Method
 from benchmark import engine
 from benchmark.atomic import atomic_path, ensure_writable_dir, remove_temporaries, write_json
-from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
+from benchmark.benchmarks import BenchmarkDef
+from benchmark.benchmarks import resolve as resolve_benchmark
 from benchmark.errors import UserError
 from benchmark.manifest import BOX_COLUMN, Manifest
 from benchmark.models import BACKBONES
@@ -187,7 +188,7 @@ def resolve(
     benchmark: str, method: str, manifest_dir: Path, recipe: str | None, epochs: int | None
 ) -> tuple[BenchmarkDef, type[Method], Manifest, Recipe]:
     """The benchmark, method class, manifest and recipe (with `epochs`) that `run` arguments name."""
-    definition = BENCHMARKS.get(benchmark)
+    definition = resolve_benchmark(benchmark, manifest_dir)
     method_cls = METHODS.get(method)
     manifest = Manifest(manifest_dir / benchmark)
     if manifest.benchmark != benchmark:

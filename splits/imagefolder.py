@@ -114,7 +114,7 @@ def build(
 BENCHMARKS.register(NAME)(
     BenchmarkDef(
         name=NAME,
-        summary="any ImageFolder tree (--data-root, --name): the ImageNet-GLT construction, sizes scaled",
+        summary="any ImageFolder tree (--name): the ImageNet-GLT construction, sizes scaled",
         build=build,
         load_images=load_images,
         mean=feats.IMAGENET_MEAN,
