@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from dataclasses import dataclass
 
 import matplotlib as mpl
@@ -262,7 +263,10 @@ FIGURES = (
 def table_plots(table: Table) -> list[Plot]:
     """The figures that this table has data for, as embeddable SVG data URIs."""
     plots = []
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE), warnings.catch_warnings():
+        # Text stays text in the SVG (the browser picks a font for it), so a glyph the layout font
+        # lacks is no error: only its measured width is approximate.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         for title, draw in FIGURES:
             figure = draw(table)
             if figure is not None:

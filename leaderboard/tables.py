@@ -239,10 +239,20 @@ def millions(value: float | None, missing: str = "–") -> str:
 
 
 def printable(text: Any) -> str:
-    """Any value as display text: lone surrogates and control characters become U+FFFD."""
+    """Any value as display text: lone surrogates, control characters and bidirectional overrides
+    (which could reorder what the page shows) become U+FFFD; whitespace controls become spaces."""
     text = text if isinstance(text, str) else json.dumps(text, sort_keys=True, default=str)
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    return "".join("\ufffd" if unicodedata.category(c) == "Cc" and c not in "\t\n" else c for c in text)
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return "".join(_printable_char(c) for c in text)
+
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def _printable_char(char: str) -> str:
+    if unicodedata.category(char) == "Cc":
+        return " " if char.isspace() else "\ufffd"
+    return "\ufffd" if char in BIDI_CONTROLS else char
 
 
 def _clean(value: Any) -> Any:

@@ -59,7 +59,9 @@ def record(
             {
                 "protocol": p,
                 "predictions": f"predictions_{p}.csv",
-                "predictions_sha256": hashlib.sha256(f"{method}{hparams}{seed}{p}".encode()).hexdigest(),
+                "predictions_sha256": hashlib.sha256(
+                    f"{method}{hparams}{seed}{p}".encode("utf-8", "surrogatepass")
+                ).hexdigest(),
                 "metrics": m,
             }
             for p, m in results.items()
