@@ -492,7 +492,9 @@ def _variants(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
             common[name] = min(counts, key=lambda value: (-counts[value], value))  # "" (absent) sorts first
         for k in keys:
             changed = {n: v for n, v in hparams[k].items() if json.dumps(v, sort_keys=True) != common[n]}
-            variants[k] = " ".join(f"{n}={printable(v)}" for n, v in sorted(changed.items()))
+            variants[k] = " ".join(
+                f"{n}={printable(v if isinstance(v, str) else str(v))}" for n, v in sorted(changed.items())
+            )
     return variants
 
 
