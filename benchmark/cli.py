@@ -141,7 +141,22 @@ def list_cmd() -> None:
     help="Feature cache [default: $GLT_BENCH_CACHE or ~/.cache/glt-bench].",
 )
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), help="Extractor device [default: cuda if any].")
-@click.option("--workers", type=click.IntRange(min=1), help="Decoding processes [default: one per CPU].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Decoding and CPU clustering processes [default: one per CPU]; the manifest does not depend on it.",
+)
+@click.option(
+    "--test-size",
+    type=click.IntRange(min=1),
+    help="Test-GBL images per class and attribute (imagenet-glt 20; imagefolder-glt scaled).",
+)
+@click.option(
+    "--val-size",
+    type=click.IntRange(min=1),
+    help="Val images per class and attribute (imagenet-glt 10; imagefolder-glt scaled).",
+)
+@click.option("--name", help="Benchmark name of an imagefolder-glt build (run it with --benchmark NAME).")
 @click.option(
     "--features",
     type=click.Path(path_type=Path),
@@ -172,11 +187,38 @@ def build_splits_cmd(ctx: click.Context, benchmark, out, manifest_dir, **options
     for name in given:
         if name not in accepted:
             raise UserError(f"--{name.replace('_', '-')} does not apply to {benchmark}")
-    out = out or manifest_dir / benchmark
+    out = out or manifest_dir / given.get("name", benchmark)
     manifest = definition.build(out, **given)
     click.echo((manifest.root / SUMMARY_TEXT).read_text(encoding="utf-8"), nl=False)
     click.echo(f"manifest {manifest.root}  sha256 {manifest.content_hash}")
     click.echo(f"built in {time.perf_counter() - started:.1f} s")
+
+
+@main.command("doctor")
+@BENCHMARK
+@click.option("--data-root", type=click.Path(path_type=Path), help="ILSVRC-2012 folder (imagenet-glt).")
+@click.option("--coco-root", type=click.Path(path_type=Path), help="COCO 2014 folder (mscoco-glt).")
+@click.option("--attributes", type=click.Path(path_type=Path), help="COCO-Attributes file (mscoco-glt).")
+def doctor_cmd(benchmark, data_root, coco_root, attributes) -> None:
+    """Say in seconds what a source folder holds and whether it is the release a benchmark expects."""
+    from splits.doctor import doctor_imagenet, doctor_mscoco
+
+    if benchmark in ("imagenet-glt", "imagefolder-glt"):
+        if data_root is None:
+            raise UserError(f"doctor --benchmark {benchmark} needs --data-root DIR")
+        lines = doctor_imagenet(data_root)
+        if benchmark == "imagefolder-glt":  # any classes and counts: only the folder problems matter
+            lines = [line for line in lines if "ILSVRC" not in line and "WordNet" not in line]
+    elif benchmark == "mscoco-glt":
+        lines = doctor_mscoco(coco_root, attributes)
+    else:
+        raise UserError(
+            f"doctor checks imagenet-glt, imagefolder-glt and mscoco-glt sources, not {benchmark}"
+        )
+    for line in lines:
+        click.echo(line)
+    if any(line.startswith("error:") for line in lines):
+        raise click.exceptions.Exit(1)
 
 
 @main.command("run")
