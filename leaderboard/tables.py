@@ -279,6 +279,8 @@ def _malformed(record: Any) -> str | None:
     if record.get("kind") not in KINDS:
         return f"unknown kind {printable(record.get('kind'))[:40]!r}"
     for key in ("benchmark", "method"):
+        if key == "method" and record["kind"] == "submission" and record.get(key) is None:
+            continue  # a submission's method is what its submitter declared, possibly nothing
         if not isinstance(record.get(key), str) or not record[key]:
             return f"no {key}"
     results = record.get("results")

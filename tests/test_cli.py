@@ -184,7 +184,8 @@ def test_submit_stores_a_record_the_report_shows(mini_copy: Path, tmp_path: Path
         header + truth[["sample_id", "label"]].rename(columns={"label": "prediction"}).to_csv(index=False)
     )
     runs = tmp_path / "runs"
-    args = ["--benchmark", MINI, "--protocol", "clt", "--manifests", mini_copy, "--runs", runs]
+    args = ["--benchmark", MINI, "--protocol", "clt", "--train-split", "train_glt", "--manifests", mini_copy]
+    args += ["--runs", runs]
     result = invoke("submit", path, "--name", "<script>alert(1)</script>", *args)
     assert result.exit_code == 0, result.output
     assert "acc 100.00" in result.output
@@ -226,7 +227,7 @@ def test_light_verbs_never_import_torch_or_the_methods(tiny_manifest: Manifest, 
         ["--help"],
         ["list"],
         ["score", predictions, *common],
-        ["submit", predictions, *common, "--name", "team", "--runs", runs],
+        ["submit", predictions, *common, "--name", "team", "--train-split", "train_glt", "--runs", runs],
         ["report", "--runs", runs, "--out", tmp_path / "site"],
     ]
     if "verify" in main.commands:
