@@ -24,23 +24,27 @@ $(STAMP): pyproject.toml
 
 # Fashion-MNIST from Debian's package when we may install it; glt-bench itself falls back to
 # torchvision's downloader (and says so clearly when there is no network). Chromium and its driver
-# for the report's browser test (which fails without them) come the same way, and slurm-wlm + munge
-# for the sweep's tests against a real one-node Slurm.
+# for the report's browser test (which fails without them) come the same way, slurm-wlm + munge
+# for the sweep's tests against a real one-node Slurm, pdflatex (with booktabs) and LibreOffice Calc
+# for the report's export tests (which skip without them, saying so).
 data:
 	@missing=""; \
 	[ -f $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
 	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
 	[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/munged ] || missing="$$missing slurm-wlm munge"; \
+	[ -x /usr/bin/pdflatex ] && kpsewhich booktabs.sty >/dev/null 2>&1 || missing="$$missing texlive-latex-base texlive-latex-recommended"; \
+	[ -x /usr/bin/soffice ] || missing="$$missing libreoffice-calc-nogui"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 demo:
 	@$(call timed,set-up (venv + data),$(MAKE) --no-print-directory setup data)
 	@$(call timed,build-splits fashion-glt,$(GLT) build-splits --benchmark fashion-glt --manifests $(DEMO)/manifests)
 	@$(call timed,run ce (Train-GLT → CLT+GLT; Train-CBL → ALT),$(GLT) run --benchmark fashion-glt --method ce --protocol all --manifests $(DEMO)/manifests --out $(DEMO)/runs)
-	@$(call timed,report,$(GLT) report --runs $(DEMO)/runs --out $(DEMO)/report)
+	@$(call timed,report,$(GLT) report --runs $(DEMO)/runs --manifests $(DEMO)/manifests --out $(DEMO)/report)
+	@$(call timed,verify,$(GLT) verify --runs $(DEMO)/runs --manifests $(DEMO)/manifests)
 	@echo "[demo] leaderboard: $(abspath $(DEMO))/report/index.html"
 
 test: setup data
@@ -53,6 +57,8 @@ bench: setup data
 	PYTHONPATH=. $(PY) bench/train_throughput.py
 	PYTHONPATH=. $(PY) bench/extract_throughput.py
 	PYTHONPATH=. $(PY) bench/dpp_scale.py
+	PYTHONPATH=. $(PY) bench/features_memory.py
+	PYTHONPATH=. $(PY) bench/cluster_time.py
 	PYTHONPATH=. $(PY) bench/sweep_submit.py
 
 # The README's fashion-glt table: every line of docs/results-sweep.txt × SEEDS under all protocols,

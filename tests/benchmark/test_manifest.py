@@ -18,6 +18,7 @@ from benchmark.manifest import (
     ClassInfo,
     Manifest,
     canonical_hash,
+    gini,
     write_manifest,
 )
 
@@ -329,3 +330,25 @@ def test_class_counts(tmp_path: Path) -> None:
     np.testing.assert_array_equal(counts, expected_glt)
     np.testing.assert_array_equal(manifest.class_counts("train_cbl"), expected_cbl)
     assert counts.sum() == SPLIT_SIZES["train_glt"]
+
+
+def test_gini_of_class_counts() -> None:
+    assert gini(np.array([5, 5, 5, 5])) == 0.0
+    assert gini(np.array([0, 0, 0, 12])) == pytest.approx(0.75)  # (n − 1)/n for one class holding all
+    assert gini(np.array([1, 2, 3, 4])) == pytest.approx(0.25)  # Σ|xi − xj| / (2 n² mean) by hand
+
+
+def test_card_carries_the_figures_and_hashes(tmp_path: Path) -> None:
+    splits = make_splits()
+    manifest = write_manifest(
+        tmp_path, benchmark="synthetic-glt", classes=make_classes(splits), splits=splits,
+        build={"features": {"features_sha256": "f" * 64}},
+    )  # fmt: skip
+    card = manifest.metadata["card"]
+    counts = np.array([info.train_glt for info in manifest.classes])
+    assert card["imbalance_ratio"] == pytest.approx(counts.max() / counts.min(), abs=1e-3)
+    assert card["gini"] == pytest.approx(gini(counts), abs=1e-4)
+    assert card["sizes"] == SPLIT_SIZES and card["many_medium_few"] == "1/2/1"
+    att = np.bincount(splits["val_glt"]["attribute"], minlength=3)
+    assert card["attribute_imbalance"]["val_glt"] == pytest.approx(att.max() / att.min(), abs=1e-3)
+    assert card["features_sha256"] == "f" * 64 and card["content_sha256"] == manifest.content_hash
