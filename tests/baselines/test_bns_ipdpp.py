@@ -99,7 +99,9 @@ def test_stages_scale_with_the_recipe():
         1,
     )
     assert not bns.freeze_backbone and ipdpp.freeze_backbone
-    assert (ipdpp.epochs, ipdpp.warmup_epochs, ipdpp.lr) == (30, 1, bns.lr)
+    assert (ipdpp.epochs, ipdpp.warmup_epochs, ipdpp.lr) == (30, 1, 0.2 * 128 / 256)  # the head's own lr
+    assert _method(head_lr_per_256=1e-3).stages(RECIPE)[1].lr == bns.lr  # the paper's
+    assert _method(variant="code").stages(RECIPE)[1].lr == bns.lr  # the code fine-tunes at the one lr
     assert _method().resample_period(ipdpp) == 3
     long = dataclasses.replace(RECIPE, epochs=100)
     bns, ipdpp = _method().stages(long)
