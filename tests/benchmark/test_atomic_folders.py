@@ -3,40 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmark.atomic import atomic_path, ensure_writable_dir, remove_temporaries
 from benchmark.errors import UserError
-
-
-def _refuses_writes(folder: Path) -> bool:
-    try:
-        (folder / "probe").write_text("x")
-    except OSError:
-        return True
-    (folder / "probe").unlink()
-    return False
-
-
-@pytest.fixture
-def read_only_dir(tmp_path: Path) -> Iterator[Path]:
-    """A folder that refuses new files even to root: mode 0555, and immutable where root ignores that."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    immutable = False
-    if not _refuses_writes(folder):  # root: permission bits do not stop it, the immutable flag does
-        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
-    if not _refuses_writes(folder):
-        pytest.skip("cannot make a read-only folder here (root without chattr +i)")
-    yield folder
-    if immutable:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
-    folder.chmod(0o755)
 
 
 def test_a_read_only_folder_is_named_in_one_line(read_only_dir: Path):
