@@ -279,7 +279,9 @@ def _class_ids(table: pa.Table, path: Path, num_classes: int, ids: pa.Array) -> 
         column = pc.cast(column, pa.int64())
     elif not pa.types.is_integer(column.type):
         raise UserError(f"{path}: prediction must hold integer class ids, found {column.type}")
-    bad = pc.or_(pc.less(column, 0), pc.greater_equal(column, num_classes))
+    wide = pa.uint64() if pa.types.is_unsigned_integer(column.type) else pa.int64()  # compared losslessly
+    column = pc.cast(column, wide)
+    bad = pc.or_(pc.less(column, pa.scalar(0, wide)), pc.greater_equal(column, pa.scalar(num_classes, wide)))
     count = pc.sum(bad).as_py() or 0
     if count:
         i = _first(bad)

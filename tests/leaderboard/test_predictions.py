@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from benchmark.errors import UserError
@@ -151,3 +153,83 @@ def test_bad_scores_are_rejected(
     path = write(tmp_path, csv_text(tiny_manifest, rows, "sample_id,prediction," + scores_header))
     with pytest.raises(UserError, match=fragment):
         score_predictions(path, tiny_manifest, "glt")
+
+
+def test_utf8_byte_order_mark_is_accepted(tiny_manifest: Manifest, tmp_path: Path):
+    """Excel's "CSV UTF-8" starts with a BOM; it is valid input."""
+    path = write(tmp_path, b"\xef\xbb\xbf" + csv_text(tiny_manifest, perfect_rows(tiny_manifest)).encode())
+    assert score_predictions(path, tiny_manifest, "glt")["acc"] == 1.0
+
+
+def test_crlf_line_ends_and_blank_lines_are_accepted(tiny_manifest: Manifest, tmp_path: Path):
+    text = csv_text(tiny_manifest, perfect_rows(tiny_manifest)).replace("\n", "\r\n")
+    path = write(tmp_path, text.replace("sample_id,prediction", "\r\nsample_id,prediction"))
+    assert score_predictions(path, tiny_manifest, "glt")["acc"] == 1.0
+
+
+HOSTILE_CASES = {
+    "duplicate column": (
+        lambda m: csv_text(m, [r + ",1" for r in perfect_rows(m)], "sample_id,prediction,prediction"),
+        "column 'prediction' appears more than once",
+    ),
+    "header over 1 MiB": (
+        lambda m: csv_text(m, perfect_rows(m), "sample_id,prediction," + "x" * (2**20 + 10)),
+        "line 4 (a `# key: value` line or the header row) is longer than 1 MiB",
+    ),
+    "100,000 extra columns": (
+        lambda m: csv_text(
+            m, perfect_rows(m), "sample_id,prediction," + ",".join(f"c{i}" for i in range(10**5))
+        ),
+        "unexpected columns 'c0', 'c1', 'c2' and 99997 more",
+    ),
+    "plus sign": (
+        lambda m: csv_text(
+            m, [*perfect_rows(m)[:2], perfect_rows(m)[2].split(",")[0] + ",+3", *perfect_rows(m)[3:]]
+        ),
+        "prediction '+3' in row 3 (sample_id 'test_gbl/002') is not an integer class id 0…2",
+    ),
+    "2^63+1": (
+        lambda m: csv_text(m, replace_predictions(perfect_rows(m), str(2**63 + 1))),
+        f"outside 0…2 (first: {2**63 + 1} in row 1",
+    ),
+    "row with an extra field": (
+        lambda m: csv_text(m, [*perfect_rows(m)[:-1], perfect_rows(m)[-1] + ",9"]),
+        "is not a readable CSV (CSV parse error: Expected 2 columns, got 3",
+    ),
+    "bad byte in a binding line": (lambda m: b"# benchmark: t\xffiny\n", "is not UTF-8 text (line 1)"),
+    "binding lines only": (lambda m: "# benchmark: tiny\n# split: test_gbl\n", "has no header row"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CASES))
+def test_hostile_files_get_short_precise_messages(tiny_manifest: Manifest, tmp_path: Path, case: str):
+    make, fragment = HOSTILE_CASES[case]
+    path = write(tmp_path, make(tiny_manifest))
+    with pytest.raises(UserError) as error:
+        score_predictions(path, tiny_manifest, "glt")
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message and len(message) < 300 + len(str(path))
+
+
+def parquet(tmp_path: Path, manifest: Manifest, table: pa.Table) -> Path:
+    meta = {f"glt_bench.{k}".encode(): v.encode() for k, v in binding(manifest).items()}
+    path = tmp_path / "p.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    return path
+
+
+def test_dictionary_encoded_sample_ids_are_accepted(tiny_manifest: Manifest, tmp_path: Path):
+    truth = tiny_manifest.test_labels("test_gbl")
+    ids = pa.array(truth["sample_id"].tolist()).dictionary_encode()
+    table = pa.table({"sample_id": ids, "prediction": pa.array(truth["label"].to_numpy(), pa.int64())})
+    assert pa.types.is_dictionary(pq.read_table(parquet(tmp_path, tiny_manifest, table)).schema.field(0).type)
+    assert score_predictions(tmp_path / "p.parquet", tiny_manifest, "glt")["acc"] == 1.0
+
+
+def test_unsigned_2_63_plus_1_is_shown_as_written(tiny_manifest: Manifest, tmp_path: Path):
+    truth = tiny_manifest.test_labels("test_gbl")
+    predictions = np.full(len(truth), 2**63 + 1, dtype=np.uint64)
+    table = pa.table({"sample_id": truth["sample_id"].tolist(), "prediction": pa.array(predictions)})
+    with pytest.raises(UserError, match=f"first: {2**63 + 1} in row 1"):
+        score_predictions(parquet(tmp_path, tiny_manifest, table), tiny_manifest, "glt")
