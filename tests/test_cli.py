@@ -238,3 +238,80 @@ def test_light_verbs_never_import_torch_or_the_methods(tiny_manifest: Manifest, 
         assert not heavy, f"glt-bench {args[0]} imported {sorted(heavy)}"
     _, heavy = imported_heavy("build-splits", "--help")  # the check sees a verb that does import them
     assert heavy == HEAVY_MODULES
+
+
+def tiny_predictions(manifest: Manifest, path: Path, split: str = "test_cbl") -> Path:
+    """Perfect predictions of the tiny manifest's `split`."""
+    binding = {"benchmark": "tiny", "split": split, "manifest_sha256": manifest.content_hash}
+    truth = manifest.test_labels(split)
+    write_predictions(path, truth["sample_id"].to_numpy(), truth["label"].to_numpy(), binding)
+    return path
+
+
+def test_submit_usage_error_names_the_options_it_needs(tiny_manifest: Manifest, tmp_path: Path):
+    path = tiny_predictions(tiny_manifest, tmp_path / "p.csv")
+    result = CliRunner().invoke(main, ["submit", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "submit needs --protocol, --name and --train-split; missing --protocol, --name, --train-split" in (
+        result.output
+    )
+    result = CliRunner().invoke(main, ["submit", str(path), "--protocol", "clt", "--name", "x"])
+    assert result.exit_code == 2 and "missing --train-split" in result.output
+
+
+def test_an_undecodable_name_from_the_shell_is_refused_and_the_board_survives(
+    tiny_manifest: Manifest, tmp_path: Path
+):
+    """The bytes reach Python as the shell passed them (argv is bytes on POSIX)."""
+    path = tiny_predictions(tiny_manifest, tmp_path / "p.csv")
+    runs = tmp_path / "runs"
+    common = ["--protocol", "clt", "--train-split", "train_glt", "--benchmark", "tiny", "--runs", str(runs)]
+    common += ["--manifests", str(tmp_path / "manifests")]
+    for option, value in (("--name", b"bad\xffname"), ("--description", b"caf\xe9")):
+        argv = [sys.executable, "-m", "benchmark.cli", "submit", str(path), *common, option, value]
+        if option != "--name":
+            argv += ["--name", "team"]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip() == f"Error: {option} is not valid UTF-8; pass plain UTF-8 text"
+    assert not list(runs.rglob("record.json"))
+    stored = invoke("submit", path, *common, "--name", "team")
+    assert stored.exit_code == 0, stored.output
+    bad = runs / "tiny" / "submissions" / "forged" / "record.json"
+    record = json.loads((next(runs.rglob("record.json"))).read_text())
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({**record, "name": "x\udcffy"}))  # written by hand, as an attacker would
+    (runs / "tiny" / "broken").mkdir()
+    (runs / "tiny" / "broken" / "record.json").write_text(json.dumps({**record, "results": [{}]}))
+    report = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(tmp_path / "site")])
+    assert report.exit_code == 0, report.output
+    assert "leaderboard of 1 records" in report.output
+    assert "team" in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+
+
+def test_error_lines_are_capped_and_odd_inputs_are_one_line(tiny_manifest: Manifest, tmp_path: Path):
+    long_path = tmp_path / ("x" * 200) / ("y" * 200 + ".csv")
+    result = invoke(
+        "score", long_path, "--benchmark", "tiny", "--protocol", "clt", "--manifests", tmp_path / "manifests"
+    )
+    assert_clean_error(result, "cannot read predictions file")
+    error = next(line for line in result.output.splitlines() if line.startswith("Error:"))
+    assert len(error) == len("Error: ") + 300 and error.endswith("…")
+
+    path = tiny_predictions(tiny_manifest, tmp_path / "p.csv")
+    runs_file = tmp_path / "runs-file"
+    runs_file.write_text("not a folder")
+    args = ["--benchmark", "tiny", "--protocol", "clt", "--train-split", "train_glt", "--name", "t"]
+    submitted = invoke("submit", path, *args, "--manifests", tmp_path / "manifests", "--runs", runs_file)
+    assert_clean_error(submitted, "is not a writable folder")
+    assert_clean_error(invoke("report", "--runs", runs_file, "--out", tmp_path / "site"), "no runs folder")
+
+    metadata = tiny_manifest.root / "metadata.json"
+    good = json.loads(metadata.read_text())
+    for wrong in ([], {"format": good["format"]}, {**good, "classes": [{"id": "x"}]}, {**good, "classes": 7}):
+        metadata.write_text(json.dumps(wrong))
+        for verb in (["score", path], ["submit", path, "--train-split", "train_glt", "--name", "t"]):
+            result = invoke(
+                *verb, "--benchmark", "tiny", "--protocol", "clt", "--manifests", tmp_path / "manifests"
+            )
+            assert_clean_error(result, "metadata.json")
