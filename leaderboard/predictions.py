@@ -40,6 +40,8 @@ MAX_BYTES = 2**30  # 1 GiB: room for a 60,000-row Test-GBL with all 1000 class s
 MAX_LINE_BYTES = 2**20  # a `# key: value` line or the header row: 1 MiB is ~90,000 score columns
 UTF8_BOM = b"\xef\xbb\xbf"
 COPY_CHUNK = 2**20
+CSV_BLOCK = 4 * 2**20  # rows parsed per batch when streaming scores: ~700 rows of 1000 scores; bigger
+# blocks cut per-batch overhead little and raise the peak (Arrow reads blocks ahead)
 SHOWN = 40  # characters of a file's value quoted in an error message
 
 
@@ -197,7 +199,28 @@ def _arrow_message(exc: Exception) -> str:
     return first if len(first) <= 160 else first[:159] + "…"
 
 
-def _read_csv(handle: BinaryIO, path: Path, num_classes: int) -> tuple[pa.Table, dict[str, str]]:
+@dataclass
+class _Source:
+    """A predictions file opened for parsing: its record batches, a bound on its row count, its binding."""
+
+    batches: Iterator[pa.RecordBatch]
+    schema: pa.Schema
+    rows: int  # at least the number of rows (the score matrix is allocated once, this size)
+    binding: dict[str, str]
+    scores: bool
+    kind: str  # "CSV" or "Parquet file", for messages
+
+
+def _line_ends(handle: BinaryIO) -> int:
+    """Line ends from the current position to the end: a bound on the number of CSV rows."""
+    count = 0
+    while chunk := handle.read(16 * COPY_CHUNK):
+        count += chunk.count(b"\n") + chunk.count(b"\r")
+    return count
+
+
+def _read_csv(handle: BinaryIO, path: Path, num_classes: int) -> _Source:
+    """Header checked line by line; rows parsed by Arrow, streamed in batches when there are scores."""
     columns, binding, body = _csv_header(handle, path)
     scores = _check_columns(path, columns, num_classes)
     rest = handle.read(MAX_LINE_BYTES)
@@ -205,30 +228,86 @@ def _read_csv(handle: BinaryIO, path: Path, num_classes: int) -> tuple[pa.Table,
         raise UserError(f"{path} has a header but no rows; write one row per test sample")
     handle.seek(body)
     types = {"sample_id": pa.string(), "prediction": pa.string(), **dict.fromkeys(scores, pa.float64())}
+    read = pacsv.ReadOptions(column_names=columns)
+    convert = pacsv.ConvertOptions(column_types=types, null_values=[""])
     try:
-        table = pacsv.read_csv(
-            handle,
-            read_options=pacsv.ReadOptions(column_names=columns),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""]),
-        )
+        if not scores:  # small: parse at once, on every core
+            table = pacsv.read_csv(handle, read_options=read, convert_options=convert)
+            return _Source(iter(table.to_batches()), table.schema, table.num_rows, binding, False, "CSV")
+        rows = _line_ends(handle) + 1
+        handle.seek(body)
+        read.block_size = CSV_BLOCK
+        reader = pacsv.open_csv(handle, read_options=read, convert_options=convert)
     except (pa.ArrowException, ValueError) as exc:
         raise UserError(f"{path} is not a readable CSV ({_arrow_message(exc)})") from None
-    return table, binding
+    return _Source(iter(reader), reader.schema, rows, binding, True, "CSV")
 
 
-def _read_parquet(handle: BinaryIO, path: Path, num_classes: int) -> tuple[pa.Table, dict[str, str]]:
+def _read_parquet(handle: BinaryIO, path: Path, num_classes: int) -> _Source:
     try:
-        table = pq.read_table(handle)
+        file = pq.ParquetFile(handle)
+        schema = file.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable Parquet file ({_arrow_message(exc)})") from None
-    _check_columns(path, table.column_names, num_classes)
-    meta = table.schema.metadata or {}
+    scores = bool(_check_columns(path, schema.names, num_classes))
     binding = {
-        key.decode()[len(PARQUET_PREFIX) :]: value.decode(errors="replace")
-        for key, value in meta.items()
+        key.decode(errors="replace")[len(PARQUET_PREFIX) :]: value.decode(errors="replace")
+        for key, value in (schema.metadata or {}).items()
         if key.startswith(PARQUET_PREFIX.encode())
     }
-    return table, binding
+    if scores:
+        batches = file.iter_batches(batch_size=4096)
+    else:
+        try:
+            batches = iter(file.read().to_batches())
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise UserError(f"{path} is not a readable Parquet file ({_arrow_message(exc)})") from None
+    return _Source(batches, schema, file.metadata.num_rows, binding, scores, "Parquet file")
+
+
+def _collect(source: _Source, path: Path, num_classes: int) -> tuple[pa.Table, np.ndarray | None]:
+    """The id and prediction columns as a table, and the scores copied batch by batch into one N×C matrix
+    (the only full-size copy: no whole-file bytes, text or table is held beside it)."""
+    ids, predictions, rows = [], [], 0
+    scores = np.empty((source.rows, num_classes), dtype=np.float64) if source.scores else None
+    columns = [source.schema.get_field_index(f"score_{c}") for c in range(num_classes)]
+    try:
+        for batch in source.batches:
+            ids.append(batch.column("sample_id"))
+            predictions.append(batch.column("prediction"))
+            if scores is not None:
+                if rows + batch.num_rows > len(scores):
+                    raise UserError(f"{path} is not a readable {source.kind} (more rows than line ends)")
+                _fill_scores(batch, columns, scores[rows : rows + batch.num_rows], rows, path)
+            rows += batch.num_rows
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable {source.kind} ({_arrow_message(exc)})") from None
+    table = pa.table(
+        {
+            "sample_id": pa.chunked_array(ids, source.schema.field("sample_id").type),
+            "prediction": pa.chunked_array(predictions, source.schema.field("prediction").type),
+        }
+    )
+    return table, None if scores is None else scores[:rows]
+
+
+def _fill_scores(
+    batch: pa.RecordBatch, columns: list[int], block: np.ndarray, start: int, path: Path
+) -> None:
+    """Copy one batch's score columns into `block` (its rows of the score matrix), checking them."""
+    for c, index in enumerate(columns):
+        column = batch.column(index)
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            raise UserError(f"{path}: score columns must be numbers, score_{c} holds {column.type}")
+        if column.null_count:
+            row = start + _first(column.is_null()) + 1
+            raise UserError(f"{path}: score_{c} is empty in row {row}; give every score")
+        block[:, c] = column.to_numpy(zero_copy_only=False)
+    finite = np.isfinite(block).all(axis=1)
+    if not finite.all():
+        raise UserError(
+            f"{path}: scores must be finite (found NaN or inf in row {start + int(np.argmin(finite)) + 1})"
+        )
 
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -292,21 +371,6 @@ def _class_ids(table: pa.Table, path: Path, num_classes: int, ids: pa.Array) -> 
     return pc.cast(column, pa.int64()).to_numpy()
 
 
-def _scores(table: pa.Table, path: Path, num_classes: int) -> np.ndarray:
-    """The N×C score matrix, filled one column at a time."""
-    scores = np.empty((table.num_rows, num_classes), dtype=np.float64)
-    for c in range(num_classes):
-        column = table.column(f"score_{c}")
-        if column.null_count:
-            raise UserError(f"{path}: score_{c} is empty in {column.null_count} rows; give every score")
-        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-            raise UserError(f"{path}: score columns must be numbers, score_{c} holds {column.type}")
-        scores[:, c] = column.to_numpy()
-    if not np.isfinite(scores).all():
-        raise UserError(f"{path}: scores must be finite (found NaN or inf)")
-    return scores
-
-
 def read_predictions(path: str | Path, num_classes: int) -> Predictions:
     """Read and check the file's own structure (columns, types, ranges, binding)."""
     path = Path(path)
@@ -316,20 +380,19 @@ def read_predictions(path: str | Path, num_classes: int) -> Predictions:
             raise UserError(f"{path} is empty; write one `sample_id,prediction` row per test sample")
         handle.seek(0)
         reader = _read_parquet if magic == PARQUET_MAGIC else _read_csv
-        table, binding = reader(handle, path, num_classes)
-
-    missing_keys = [key for key in BINDING_KEYS if not binding.get(key)]
-    if missing_keys:
-        raise UserError(
-            f"{path} does not say which manifest it answers (missing {', '.join(missing_keys)}); "
-            "add `# key: value` lines before the CSV header (see README, Predictions file)"
-        )
+        source = reader(handle, path, num_classes)
+        missing_keys = [key for key in BINDING_KEYS if not source.binding.get(key)]
+        if missing_keys:  # before the rows are parsed
+            raise UserError(
+                f"{path} does not say which manifest it answers (missing {', '.join(missing_keys)}); "
+                "add `# key: value` lines before the CSV header (see README, Predictions file)"
+            )
+        table, scores = _collect(source, path, num_classes)
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no rows; write one row per test sample")
     ids = _sample_ids(table, path)
     predictions = _class_ids(table, path, num_classes, ids)
-    scores = _scores(table, path, num_classes) if "score_0" in table.column_names else None
-    return Predictions(ids, predictions, scores, binding)
+    return Predictions(ids, predictions, scores, source.binding)
 
 
 def align(predictions: Predictions, listing_ids: pa.Array | pa.ChunkedArray, path: str | Path) -> np.ndarray:

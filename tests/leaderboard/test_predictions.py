@@ -233,3 +233,20 @@ def test_unsigned_2_63_plus_1_is_shown_as_written(tiny_manifest: Manifest, tmp_p
     table = pa.table({"sample_id": truth["sample_id"].tolist(), "prediction": pa.array(predictions)})
     with pytest.raises(UserError, match=f"first: {2**63 + 1} in row 1"):
         score_predictions(parquet(tmp_path, tiny_manifest, table), tiny_manifest, "glt")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streamed_scores_equal_the_written_ones(
+    tiny_manifest: Manifest, tmp_path: Path, monkeypatch, suffix: str
+):
+    """Scores are parsed in many small batches (a 128-byte CSV block) into one matrix, losslessly."""
+    from leaderboard import predictions as predictions_module
+
+    monkeypatch.setattr(predictions_module, "CSV_BLOCK", 128)
+    truth = tiny_manifest.test_labels("test_gbl")
+    scores = np.random.default_rng(0).random((len(truth), 3))
+    path = tmp_path / f"p{suffix}"
+    write_predictions(path, truth["sample_id"], truth["label"], binding(tiny_manifest), scores=scores)
+    read = read_predictions(path, 3)
+    assert np.array_equal(read.scores, scores) and np.array_equal(read.predictions, truth["label"].to_numpy())
+    assert read.sample_ids.to_pylist() == truth["sample_id"].tolist()
