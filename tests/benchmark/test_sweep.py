@@ -74,7 +74,7 @@ def test_bad_sweep_files_give_one_line(tmp_path: Path, text: str, message: str):
 def test_a_bad_run_option_is_named_before_anything_starts(mini_manifest_dir: Path, tmp_path: Path):
     path = write_sweep(tmp_path / "s.txt", "--method ce --set nosuch=1")
     result = CliRunner().invoke(cli.main, ["sweep", *sweep_args(path, mini_manifest_dir, tmp_path / "runs")])
-    assert result.exit_code == 1 and "no hyperparameter nosuch" in result.output
+    assert result.exit_code == 1 and "no hyperparameter 'nosuch'" in result.output
     assert not list((tmp_path / "runs").rglob("record.json"))
 
 
