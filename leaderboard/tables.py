@@ -231,8 +231,10 @@ def signed_pct(value: float | None, missing: str = "–") -> str:
 
 
 def millions(value: float | None, missing: str = "–") -> str:
-    """A count in millions with two decimals (training images beside accuracy)."""
-    return missing if value is None else f"{value / 1e6:.2f}M"
+    """A count in millions with two decimals (training images beside accuracy); below 10,000 in thousands."""
+    if value is None:
+        return missing
+    return f"{value / 1e6:.2f}M" if value >= 10_000 else f"{value / 1e3:.1f}k"
 
 
 # ---------------------------------------------------------------- records from anyone
