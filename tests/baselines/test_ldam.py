@@ -104,4 +104,16 @@ def test_the_method_builds_a_cosine_head_and_predicts_its_argmax():
     images = torch.randn(2, 1, 28, 28)
     model.eval()
     logits = method.logits(model, images)
-    assert logits.shape == (2, 3) and logits.abs().max() <= 1.0 + 1e-6
+    features = model.features(images).detach().double()
+    weight = model.head.weight.detach().double()
+    cosines = (features / features.norm(dim=1, keepdim=True)) @ (weight / weight.norm(dim=1, keepdim=True)).T
+    assert torch.allclose(logits.double(), cosines, atol=1e-6)  # prediction: the plain cosines
+    # Training: s·(cos − m_y) on the true class only, margins (1/4, 1/2, 1/6) for counts (16, 1, 81).
+    labels = torch.tensor([1, 2])
+    (stage,) = method.stages(RECIPES.get("fashion"))
+    loss = method.loss(model, images, labels, StepContext(stage=stage, epoch=0)).item()
+    by_hand = 0.0
+    for row, label in zip(cosines.tolist(), labels.tolist(), strict=True):
+        z = [30 * (c - ([0.25, 0.5, 1 / 6][j] if j == label else 0.0)) for j, c in enumerate(row)]
+        by_hand += (math.log(sum(math.exp(v) for v in z)) - z[label]) / 2
+    assert loss == pytest.approx(by_hand, rel=1e-4)
