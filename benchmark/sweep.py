@@ -293,7 +293,6 @@ class Row:
     job: str = ""
     detail: str = ""
     log: str = ""
-    runs: list[str] = field(default_factory=list)
 
 
 def slurm_queue() -> dict[str, str]:
@@ -335,7 +334,7 @@ def status(entries: list[Entry], options: Options, queue: dict[str, str] | None 
     for entry in entries:
         state, job_state = states[entry.key], _read(_status_path(options.out, entry.key))
         runs, job = state.get("runs", []), state.get("job_id", "")
-        row = Row(entry, "never started", job, runs=runs, log=job_state.get("log", state.get("log", "")))
+        row = Row(entry, "never started", job, log=state.get("log", ""))
         if runs and all((Path(options.out) / run / "record.json").exists() for run in runs):
             row.state = "done"
         elif state.get("launcher") == "slurm" and job in (queue or {}):
@@ -416,18 +415,18 @@ class SlurmOptions:
 
 
 def minutes(text: str) -> int:
-    """A Slurm time limit (`MINUTES`, `H:MM:SS`, `D-HH:MM[:SS]`) in whole minutes, rounded up."""
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    """A Slurm time limit in whole minutes, rounded up. Slurm's formats: `M`, `M:S`, `H:M:S`, `D-H`,
+    `D-H:M`, `D-H:M:S`."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text.strip())
     if not match:
-        raise UserError(f"--time {text!r}: give minutes, H:MM:SS or D-HH:MM:SS")
-    days, first, second, third = (int(g) if g else None for g in match.groups())
-    if second is None and days is None:
-        return max(1, first)
-    hours, mins, secs = first, second or 0, third or 0
-    if days is not None and third is None and second is not None:  # D-HH:MM
-        secs = 0
-    total = ((days or 0) * 24 + hours) * 3600 + mins * 60 + secs
-    return max(1, -(-total // 60))
+        raise UserError(f"--time {text!r}: give minutes, H:MM:SS or D-HH:MM:SS, as sbatch takes them")
+    parts = [int(x) for x in match.group(2).split(":")]
+    if match.group(1) is None:  # M, M:S, H:M:S
+        hours, mins, secs = parts if len(parts) == 3 else [0, *[*parts, 0][:2]]
+    else:  # D-H, D-H:M, D-H:M:S
+        hours, mins, secs = [*parts, 0, 0][:3]
+        hours += 24 * int(match.group(1))
+    return max(1, -(-(hours * 3600 + mins * 60 + secs) // 60))
 
 
 def _slurm_executor(options: Options, slurm: SlurmOptions):

@@ -31,9 +31,8 @@ def test_seeds_and_time_limits_parse():
     for bad in ("", "a", "1-x"):
         with pytest.raises(UserError, match="--seeds"):
             sweep.parse_seeds(bad)
-    assert [sweep.minutes(t) for t in ("90", "1:30:00", "0:00:30", "1-00:00:00", "2-01:30")] == [
-        90, 90, 1, 1440, 2970,
-    ]  # fmt: skip
+    times = ("90", "1:30", "1:30:00", "0:00:30", "1-00:00:00", "2-01:30", "2-12", "1-0:0:1")
+    assert [sweep.minutes(t) for t in times] == [90, 2, 90, 1, 1440, 2970, 3600, 1441]  # sbatch's meanings
     with pytest.raises(UserError, match="--time"):
         sweep.minutes("soon")
 
