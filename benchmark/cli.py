@@ -548,7 +548,13 @@ def _sweep_options(command):
             "--benchmark", default="fashion-glt", show_default=True, help="Benchmark of lines without one."
         ),
         MANIFESTS,
-        click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=Path("runs"),
+            show_default=True,
+            help="Records of every run, and the sweep's state in <out>/.sweep.",
+        ),
         click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"])),
         click.option("--data-root", type=click.Path(path_type=Path), help="Raw data folder of every run."),
         click.option(
@@ -558,7 +564,13 @@ def _sweep_options(command):
             show_default=True,
             help="Data-parallel GPUs of each run (with --device cpu: CPU processes, gloo).",
         ),
-        click.option("--nodes-per-job", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option(
+            "--nodes-per-job",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Slurm nodes of each run (rendezvous at the first node).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
