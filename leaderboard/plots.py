@@ -127,7 +127,8 @@ def precision_accuracy_figure(table: Table) -> Figure | None:
     rows = [row for row in table.rows if row.cells["acc"] and row.cells["prec"]]
     if not rows:
         return None
-    axes = (figure := _figure(6.4, 4.2)).add_subplot()
+    size = (6.4, 4.2)
+    axes = (figure := _figure(*size)).add_subplot()
     labelled = []
     for kind in ("reported", "submission", "run"):
         chosen = [row for row in rows if row.kind == kind]
@@ -143,39 +144,41 @@ def precision_accuracy_figure(table: Table) -> Figure | None:
         if kind != "reported":
             labelled += [(row.label, xi, yi) for row, xi, yi in zip(chosen, x, y, strict=True)]
     leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"}
-    for text, xi, yi, dy in _spread(labelled):
-        axes.annotate(_short(text), (xi, yi), xytext=(5, dy), textcoords="offset points", fontsize=9,
-                      arrowprops=leader if dy != 3 else None)  # fmt: skip
+    for text, xi, yi, dx, dy in _spread(labelled, axes, size):
+        axes.annotate(_short(text), (xi, yi), xytext=(dx, dy), textcoords="offset points", fontsize=9,
+                      ha="left" if dx > 0 else "right", arrowprops=leader if dy != 3 else None)  # fmt: skip
     axes.set(xlabel="accuracy (%)", ylabel="precision (%)")
     axes.legend(loc="best")
     return figure
 
 
-def _spread(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float, float]]:
-    """Vertical label offsets (points) so that labels of nearby points do not overlap: labels are
-    placed bottom to top and each is pushed up to clear the previous one (12 pt apart)."""
-    if not points:
-        return []
-    xs, ys = np.array([p[1] for p in points]), np.array([p[2] for p in points])
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    if not finite.any():
-        return []
-    span = max(np.ptp(ys[finite]), 1e-9)
-    xspan = max(np.ptp(xs[finite]), 1e-9)
-    height_pt = 4.2 * 72 * 0.8  # plot height in points, roughly
-    placed: list[tuple[float, float]] = []  # (x in data units, label bottom in points from the lowest y)
+def _spread(points: list[tuple[str, float, float]], axes, size: tuple[float, float]) -> list:
+    """Label offsets (points) so that no two labels overlap: each label is a box about 5.4 pt per
+    character wide and 11 pt high, right of its point (left of it near the right edge); labels are
+    placed bottom to top and each is lifted above any box it would overlap."""
+    (x0, x1), (y0, y1) = axes.get_xlim(), axes.get_ylim()
+    box = axes.get_position()
+    width, height = box.width * size[0] * 72, box.height * size[1] * 72  # the axes in points
+    placed: list[tuple[float, float, float, float]] = []  # left, right, bottom, top in points
     out = []
-    for index in np.argsort(ys, kind="stable"):
-        if not finite[index]:
+    for text, x, y in sorted(points, key=lambda p: (p[2], p[1])):
+        if not (np.isfinite(x) and np.isfinite(y)):
             continue
-        text, x, y = points[index]
-        base = (y - ys[finite].min()) / span * height_pt
-        level = base + 3
-        for other_x, other_level in placed:
-            if abs(other_x - x) < 0.25 * xspan and level < other_level + 12:
-                level = other_level + 12
-        placed.append((x, level))
-        out.append((text, x, y, level - base))
+        px, py = (x - x0) / (x1 - x0) * width, (y - y0) / (y1 - y0) * height
+        span = 5.4 * len(_short(text))
+        dx = 5 if px + 5 + span <= width + 10 else -5  # near the right edge: the label goes left
+        left, right = (px + 5, px + 5 + span) if dx > 0 else (px - 5 - span, px - 5)
+        bottom = py + 3
+        for other_left, other_right, other_bottom, other_top in sorted(placed, key=lambda b: b[2]):
+            if (
+                left < other_right
+                and other_left < right
+                and bottom < other_top
+                and other_bottom < bottom + 11
+            ):
+                bottom = other_top + 1
+        placed.append((left, right, bottom, bottom + 11))
+        out.append((text, x, y, dx, bottom - py))
     return out
 
 
@@ -247,7 +250,7 @@ def reliability_figure(table: Table) -> Figure | None:
             axes.plot(x, y, marker=MARKERS.get(row.kind, "o"), ms=4, label=_legend_text(_short(row.label)),
                       zorder=LAYER.get(row.kind, 3))  # fmt: skip
     axes.set(xlabel="confidence (%, mean per bin)", ylabel="accuracy (%)", xlim=(0, 102), ylim=(0, 102))
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     return figure
 
 
