@@ -182,3 +182,27 @@ def test_headers_are_scoped_and_tables_captioned(page):
     assert page.execute_script(
         "return Array.from(document.querySelectorAll('table')).every(t => t.caption && t.caption.textContent)"
     )
+
+
+CONTRAST = """
+function lum(c) {
+  var v = c.match(/[\\d.]+/g).slice(0, 3).map(function (x) {
+    x = x / 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+}
+function background(e) {
+  for (; e; e = e.parentElement) {
+    var b = getComputedStyle(e).backgroundColor;
+    if (b !== "rgba(0, 0, 0, 0)" && b !== "transparent") { return b; }
+  }
+  return "rgb(255, 255, 255)";
+}
+var e = arguments[0], a = lum(getComputedStyle(e).color), b = lum(background(e));
+return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+"""
+
+
+def test_secondary_text_meets_wcag_aa_contrast(page):
+    for selector in (".std", ".ci", ".delta", ".detail", ".caveat", ".flag", "caption", "tr.reported td"):
+        for element in page.find_elements(By.CSS_SELECTOR, selector)[:20]:
+            assert page.execute_script(CONTRAST, element) >= 4.5, selector
