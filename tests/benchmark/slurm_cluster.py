@@ -14,21 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
+COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 MUNGE_KEY = Path("/etc/munge/munge.key")
 
 
 def missing_reason() -> str | None:
     """Why no cluster can be started here (None when it can): installs the packages as root first."""
-    if all(_which(name) for name in DAEMONS) and MUNGE_KEY.exists():
+    if os.geteuid() != 0:
+        return "a one-node Slurm cluster needs root here (slurmd runs as root, munged as munge)"
+    if all(_which(name) for name in COMMANDS) and MUNGE_KEY.exists():
         return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return f"slurm-wlm and munge are not installed and cannot be (needs root and apt-get): {PACKAGES}"
+    if not shutil.which("apt-get"):
+        return f"slurm-wlm and munge are not installed and there is no apt-get to install {PACKAGES}"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, check=False)
     done = subprocess.run(
         ["apt-get", "install", "-y", "-qq", *PACKAGES], capture_output=True, text=True, env=env, check=False
     )
-    if done.returncode != 0 or not all(_which(name) for name in DAEMONS):
+    if done.returncode != 0 or not all(_which(name) for name in COMMANDS):
         return f"apt-get install {' '.join(PACKAGES)} failed: {done.stderr.strip().splitlines()[-1:]}"
     return None
 
