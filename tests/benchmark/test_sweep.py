@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,22 @@ def test_local_sweep_runs_each_config_once_with_runs_own_hashes(mini_manifest_di
     assert again.exit_code == 0 and "2 runs: 2 done, 0 queued or running, 0 to start" in again.output
     status = runner.invoke(cli.main, ["status", *sweep_args(path, mini_manifest_dir, out, "--seeds", "0,1")])
     assert status.exit_code == 0 and "2/2 done (100%)" in status.output
+    # once planned, neither the status nor a re-submission imports torch or the methods
+    code = (
+        "import sys\nfrom benchmark.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(sorted(m for m in ('torch', 'baselines', 'splits') if m in sys.modules))"
+    )
+    for verb in ("status", "sweep"):
+        command = [
+            sys.executable,
+            "-c",
+            code,
+            verb,
+            *sweep_args(path, mini_manifest_dir, out, "--seeds", "0,1"),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and done.stdout.splitlines()[-1] == "[]", done.stdout + done.stderr
 
 
 def test_a_failing_run_is_reported_with_its_error_and_log(mini_manifest_dir: Path, tmp_path: Path):
