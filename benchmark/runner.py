@@ -415,8 +415,7 @@ def _train_and_answer(
             "wall_seconds": round(time.perf_counter() - started, 3),
             "device": str(pipeline.device),
             "threads": torch.get_num_threads(),
-            "cpu": cpu_model(),
-            "gpu": torch.cuda.get_device_name(pipeline.device) if pipeline.device.type == "cuda" else None,
+            "cpu": cpu_model(),  # the GPU model is in `ran_on`
         },
         "environment": environment(),
         "ran_on": where_it_ran(time.perf_counter() - started, config["device"], config["world_size"]),
