@@ -36,55 +36,71 @@ def _sq_distances(x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor) ->
     return (x_sq[:, None] - 2.0 * (x @ centers.T) + c_sq[None, :]).clamp_(min=0)
 
 
-def _kmeans_plus_plus(x: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (scikit-learn's): of 2 + ⌊ln k⌋ candidates drawn ∝ D², keep the one
-    that lowers the potential most. Random numbers come from `rng` on the host."""
-    n = len(x)
+def _kmeans_plus_plus(
+    x: torch.Tensor, x_sq: torch.Tensor, k: int, rngs: list[np.random.Generator]
+) -> torch.Tensor:
+    """Greedy k-means++ seeding (scikit-learn's) of one run per generator, all runs in one batch:
+    of 2 + ⌊ln k⌋ candidates drawn ∝ D², each run keeps the one that lowers its potential most.
+    Returns runs × k × D centres."""
+    n, runs = len(x), len(rngs)
     trials = 2 + int(math.log(k))
-    chosen = [int(rng.integers(n))]
-    closest = _sq_distances(x, x_sq, x[chosen])[:, 0]
+    chosen = [[int(rng.integers(n))] for rng in rngs]
+    closest = _sq_distances(x, x_sq, x[[c[0] for c in chosen]])  # rows × runs
     for _ in range(1, k):
-        potential = float(closest.sum())
+        potential = closest.sum(dim=0).cpu().numpy()
         cumulative = torch.cumsum(closest, dim=0).cpu().numpy()
-        draws = rng.random(trials) * potential
-        candidates = np.minimum(np.searchsorted(cumulative, draws), n - 1)
-        to_candidates = torch.minimum(closest[:, None], _sq_distances(x, x_sq, x[candidates]))
-        best = int(torch.argmin(to_candidates.sum(dim=0)))  # ties to the first candidate
-        chosen.append(int(candidates[best]))
-        closest = to_candidates[:, best]
-    return x[chosen].clone()
+        candidates = np.stack(
+            [
+                np.minimum(np.searchsorted(cumulative[:, r], rng.random(trials) * potential[r]), n - 1)
+                for r, rng in enumerate(rngs)
+            ]
+        )  # runs × trials
+        to_candidates = _sq_distances(x, x_sq, x[candidates.reshape(-1)]).view(n, runs, trials)
+        to_candidates = torch.minimum(closest[:, :, None], to_candidates)
+        best = torch.argmin(to_candidates.sum(dim=0), dim=1).cpu().numpy()  # ties to the first candidate
+        for r in range(runs):
+            chosen[r].append(int(candidates[r, best[r]]))
+        closest = to_candidates[:, torch.arange(runs), torch.from_numpy(best).to(x.device)]
+    return x[torch.tensor(chosen, device=x.device)].clone()
 
 
 def _lloyd(
     x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, tol: float, max_iter: int
-) -> tuple[torch.Tensor, float]:
-    """Lloyd iterations from `centers`; returns (labels, inertia). Stops when no label changes or
-    the summed squared centre shift is at most `tol`; an empty cluster takes the point farthest from
-    its centre (as scikit-learn relocates them)."""
-    k = len(centers)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd iterations of every run (runs × k × D centres) in one batch, each run stopping on its
+    own when no label changes or its summed squared centre shift is at most `tol` (frozen runs are
+    still computed, so the batch's shapes never change); an empty cluster takes the point farthest
+    from its centre, as scikit-learn relocates them. Returns (rows × runs labels, runs inertias)."""
+    n, (runs, k, dim) = len(x), centers.shape
+    active = torch.ones(runs, dtype=torch.bool, device=x.device)
     labels = None
     for _ in range(max_iter):
-        distances = _sq_distances(x, x_sq, centers)
-        new_labels = torch.argmin(distances, dim=1)
-        if labels is not None and torch.equal(new_labels, labels):
+        distances = _sq_distances(x, x_sq, centers.reshape(runs * k, dim)).view(n, runs, k)
+        new_labels = torch.argmin(distances, dim=2)
+        if labels is not None:
+            active &= ~(new_labels == labels).all(dim=0)  # strict convergence
+        labels = torch.where(active[None, :], new_labels, labels) if labels is not None else new_labels
+        if not bool(active.any()):
             break
-        labels = new_labels
-        one_hot = torch.nn.functional.one_hot(labels, k).to(x.dtype)
+        one_hot = torch.nn.functional.one_hot(labels, k).to(x.dtype).reshape(n, runs * k)
         counts = one_hot.sum(dim=0)
-        sums = one_hot.T @ x
-        new_centers = sums / counts.clamp(min=1)[:, None]
+        new_centers = (one_hot.T @ x) / counts.clamp(min=1)[:, None]
         empty = torch.nonzero(counts == 0)[:, 0]
         if len(empty):
-            own = distances.gather(1, labels[:, None])[:, 0]
-            far = torch.argsort(own, descending=True, stable=True)[: len(empty)]
-            new_centers[empty] = x[far]
-        shift = float(((new_centers - centers) ** 2).sum())
-        centers = new_centers
-        if shift <= tol:
+            own = distances.gather(2, labels[:, :, None])[:, :, 0]  # rows × runs
+            for run in sorted({int(e) // k for e in empty}):
+                slots = [int(e) % k for e in empty if int(e) // k == run]
+                far = torch.argsort(own[:, run], descending=True, stable=True)[: len(slots)]
+                new_centers[run * k + torch.tensor(slots, device=x.device)] = x[far]
+        new_centers = new_centers.view(runs, k, dim)
+        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2))
+        centers = torch.where(active[:, None, None], new_centers, centers)
+        active &= shift > tol
+        if not bool(active.any()):
             break
-    distances = _sq_distances(x, x_sq, centers)
-    labels = torch.argmin(distances, dim=1)
-    inertia = float(distances.gather(1, labels[:, None]).sum())
+    distances = _sq_distances(x, x_sq, centers.reshape(runs * k, dim)).view(n, runs, k)
+    labels = torch.argmin(distances, dim=2)
+    inertia = distances.gather(2, labels[:, :, None])[:, :, 0].sum(dim=0)
     return labels, inertia
 
 
@@ -99,19 +115,17 @@ def kmeans(
     tol: float = TOL,
 ) -> tuple[np.ndarray, float]:
     """Cluster ids of the rows and the inertia of the best of `n_init` seeded runs (float32, like
-    scikit-learn on float32 data). Run `r` draws from numpy's `SeedSequence([seed, r])`."""
+    scikit-learn on float32 data), the runs computed side by side in one batch. Run `r` draws from
+    numpy's `SeedSequence([seed, r])`; ties in inertia go to the earlier run."""
     data = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # a writable copy
     data = data - data.mean(dim=0)  # scikit-learn centres the data too, for precision
     data_sq = (data * data).sum(dim=1)
     scaled_tol = float(data.var(dim=0, unbiased=False).mean()) * tol
-    best_labels, best_inertia = None, math.inf
-    for run in range(n_init):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, run]))
-        centers = _kmeans_plus_plus(data, data_sq, num_clusters, rng)
-        labels, inertia = _lloyd(data, data_sq, centers, scaled_tol, max_iter)
-        if inertia < best_inertia:  # ties to the earlier run
-            best_labels, best_inertia = labels, inertia
-    return best_labels.cpu().numpy().astype(np.int64), best_inertia
+    rngs = [np.random.default_rng(np.random.SeedSequence([seed, run])) for run in range(n_init)]
+    centers = _kmeans_plus_plus(data, data_sq, num_clusters, rngs)
+    labels, inertia = _lloyd(data, data_sq, centers, scaled_tol, max_iter)
+    best = int(torch.argmin(inertia))
+    return labels[:, best].cpu().numpy().astype(np.int64), float(inertia[best])
 
 
 def cluster_class(features: np.ndarray, num_clusters: int, seed: int, device: str = "cpu") -> np.ndarray:

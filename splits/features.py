@@ -234,7 +234,8 @@ def _decode_chunk(job: tuple[Path, tuple[str, ...], int, float]) -> np.ndarray:
     return np.stack([imagecache._decode(root, p, size, None, fill) for p in paths])
 
 
-def _device(device: str | None) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
+    """The torch device of `--device` (cuda when one is seen and none was given)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -250,7 +251,7 @@ def class_key(paths: Sequence[str], digests: Mapping[str, str]) -> str:
 
 def cache_folder(cache_dir: Path, extractor: Extractor, device: str | None) -> Path:
     """Where one extractor configuration keeps its per-class feature files."""
-    kind = _device(device).type
+    kind = resolve_device(device).type
     precision = "bf16" if kind == "cuda" else "fp32"
     key = hashlib.sha256(
         repr((extractor.name, extractor.weights_sha256, extractor.resize, extractor.crop, precision)).encode()
@@ -291,7 +292,7 @@ def extract_files(
     A class whose `folder/<key>.npy` exists is read back; the others are computed and saved one by
     one as soon as each is complete, so an interrupted run loses at most the classes in flight.
     """
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     done = {name: folder / f"{key}.npy" for name, (_, key) in classes.items()}
     missing = [name for name in sorted(classes) if not done[name].exists()]
     log.info("features: %d of %d classes cached in %s", len(classes) - len(missing), len(classes), folder)

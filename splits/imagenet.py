@@ -5,16 +5,22 @@ research). `--data-root DIR` is either the train folder itself (one sub-folder p
 folder holding `train/` (used) and `val/` (ignored: the original carves every split from the train
 folder, and pooling val would change the class counts). Sample ids are the relative paths of the
 images under DIR (`n01440764/n01440764_10026.JPEG`, or `train/n01440764/…` in the second layout),
-listed and sorted whatever the file system's order. Labels: class rank by image count (ties to the
-smaller WordNet id); groups by rank: the first 40% many, the next 45% medium, the rest few
-(400/450/150 of 1000). Attributes: per-class K-means on pretrained features (default
-`torchvision:resnet50`), merged by size rank. Class profile: `pareto(6, 993.25, 18, 1500)` unless
-`--profile`/`--counts-file` says otherwise.
+listed and sorted whatever the file system's order. Labels: class rank by image count (ties by a
+seeded hash of the WordNet id, never by the id itself); groups by rank: the first 40% many, the next
+45% medium, the rest few (400/450/150 of 1000). Attributes: per-class K-means on pretrained
+features (default `torchvision:resnet50`), merged by size rank; classes cluster in `--workers`
+processes on the CPU, or one after another on CUDA. Class profile: `pareto(6, 993.25, 18, 1500)`
+unless `--profile`/`--counts-file` says otherwise; the LT family keeps the original's truncation
+rule (attribute targets from the profile count itself, each list cut to what it holds).
 
-`--features FILE` replaces extraction by precomputed features: an `.npz` with arrays `paths` (str, N)
-and `features` (float, N×D), or a `.parquet` with a `path` column and a list column `features`.
-Paths are relative to DIR as above; rows may come in any order. Without `--data-root` the file's
-paths are the listing; with it they must match DIR's listing exactly.
+Order of work: every option that needs no data is checked first, then the listing (or the features
+file's paths) with the class sizes, profile and source findings, and only then are files hashed,
+features extracted and classes clustered. `--features FILE` replaces extraction by precomputed
+features (splits.features.FeatureFile: memory-mapped, never loaded whole): an `.npz` with arrays
+`paths` (str, N) and `features` (float, N×D), or a `.parquet` with a `path` column and a list column
+`features`. Paths are relative to DIR as above; rows may come in any order. Without `--data-root`
+the file's paths are the listing; with it they must match DIR's listing exactly, and every image
+the splits use is decode-checked.
 
 Citation: O. Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015;
 K. Tang et al., "Invariant Feature Learning for Generalized Long-Tailed Classification", ECCV 2022.
@@ -211,7 +217,7 @@ def build(
     cache_dir = cache_dir or feats.default_cache_dir()
     workers = workers or os.cpu_count() or 1
     extractor_def = feats.resolve(extractor, weights) if features is None else None
-    cluster_device = feats._device(device).type
+    cluster_device = feats.resolve_device(device).type
     listing = list_images(Path(data_root)) if data_root is not None else None
     feature_file = feats.FeatureFile(Path(features), cache_dir) if features is not None else None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import warnings
 from pathlib import Path
 
@@ -355,3 +356,52 @@ def test_full_scale_counts_file_gives_the_original_rule_pool(
         for share, rest in zip((7, 2, 1), (546 - 62, 429 - 32, 325 - 26), strict=True)
     )
     assert train_glt > capped - 90_000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"profile": "exp:100:0"}, "ratio must be"),
+        ({"profile": "pareto:nan:993:18:1500"}, "alpha must be"),
+        ({"counts_file": "absent.txt"}, "is not a file"),
+        ({"counts_file": "counts.txt"}, "has 3 entries"),
+        ({"test_size": 2}, "at least 4"),
+        ({"num_clusters": 999}, "fewer than --num-clusters 999"),
+        ({"features": "absent.npz"}, "is not a file"),
+    ],
+)
+def test_cheap_options_fail_before_any_hashing(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict, message: str
+) -> None:
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("files were hashed before the options were checked")
+
+    monkeypatch.setattr(imagenet, "file_digests", no_hashing)
+    monkeypatch.setattr(imagenet, "file_sha256", no_hashing)
+    (tmp_path / "counts.txt").write_text("3\n2\n1\n")
+    options = {"data_root": tree, "extractor": "pixels", "cache_dir": tmp_path / "c", "workers": 1}
+    options.update({k: tmp_path / v if k in ("counts_file", "features") else v for k, v in kwargs.items()})
+    with pytest.raises(UserError, match=message) as error:
+        build(SMALL, tmp_path / "m", **options)
+    assert "\n" not in str(error.value)
+
+
+def test_features_with_data_root_decode_check_every_used_image(
+    built: Manifest, tree: Path, tmp_path: Path
+) -> None:
+    listing = imagenet.list_images(tree)
+    values = np.stack([np.full(4, int(p.split("_")[1]), dtype=np.float32) for p in listing.paths])
+    values += np.random.default_rng(0).normal(0, 0.01, values.shape).astype(np.float32)
+    np.savez(tmp_path / "f.npz", paths=listing.paths, features=values)
+    manifest = build(SMALL, tmp_path / "m", data_root=tree, features=tmp_path / "f.npz", workers=2)
+    used = np.unique(np.concatenate([frame["path"] for frame in manifest.all_splits().values()]))
+    decoded = manifest.metadata["build"]["source"]["decoded"]
+    assert decoded == f"the {len(used)} images the splits use were decode-checked"
+    assert manifest.metadata["build"]["clustering"]["device"] == "cpu"
+    copy = tmp_path / "tree"
+    shutil.copytree(tree, copy)
+    victim = copy / manifest.split("train_cbl")["path"].iloc[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    with pytest.raises(UserError, match=f"cannot decode image .*{victim.name}"):
+        build(SMALL, tmp_path / "m2", data_root=copy, features=tmp_path / "f.npz", workers=2)
+    assert not (tmp_path / "m2" / "metadata.json").exists()
