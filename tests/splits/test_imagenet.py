@@ -405,3 +405,17 @@ def test_features_with_data_root_decode_check_every_used_image(
     with pytest.raises(UserError, match=f"cannot decode image .*{victim.name}"):
         build(SMALL, tmp_path / "m2", data_root=copy, features=tmp_path / "f.npz", workers=2)
     assert not (tmp_path / "m2" / "metadata.json").exists()
+
+
+def test_cli_bad_profile_is_one_line_and_exit_1(tree: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["build-splits", "--benchmark", "imagenet-glt", "--data-root", str(tree), "--profile", "exp:100:0",
+         "--out", str(tmp_path / "m")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == "Error: profile 'exp:100:0': ratio must be a number ≥ 1 (head/tail ratio), got 0"
+    )
+    assert not (tmp_path / "m").exists()
