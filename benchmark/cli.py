@@ -465,8 +465,6 @@ def submit_cmd(
 def report_cmd(runs_dir, out, readme, manifest_dir) -> None:
     """Render the HTML leaderboard and its Markdown, CSV and LaTeX tables from the records."""
     from benchmark.atomic import ensure_writable_dir, write_text
-
-    ensure_writable_dir(out)  # before any work: a read-only --out is one line, not a traceback at the end
     from leaderboard.exports import README_START, replace_section, results_summary
     from leaderboard.report import current_stamp, report_tables, write_report
     from leaderboard.store import clean_orphans, load_records
@@ -485,6 +483,7 @@ def report_cmd(runs_dir, out, readme, manifest_dir) -> None:
         tables = report_tables(records)
         for name in names:
             text = replace_section(text, name, results_summary(tables, name))
+    ensure_writable_dir(out)  # before the re-scoring and rendering: a read-only --out is one line
     path = write_report(records, out, current_stamp(), runs_dir=runs_dir, manifest_dir=manifest_dir)
     click.echo(f"leaderboard of {len(records)} records: {path.resolve()}")
     if text is not None:

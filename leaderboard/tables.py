@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.catalog import METHOD_DEFAULTS
 from benchmark.protocols import PROTOCOLS
 from leaderboard.reference import identity
 from leaderboard.significance import Comparison, corrected, paired_bootstrap
@@ -474,28 +475,32 @@ def _config_key(record: dict[str, Any]) -> str:
 
 
 def _variants(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Per run configuration of one method, the hyperparameters that differ from the most common value
-    among that method's configurations, as `key=value`. A key a record lacks counts as a value of its
-    own that wins ties; other ties go to the value whose JSON sorts first. The registered defaults are
-    not consulted: they live with the methods, which the report must not import (they need torch)."""
+    """Per run configuration of a method with several, the hyperparameters that differ from the
+    method's registered defaults (`benchmark.catalog`, a torch-free copy), as `key=value`. A method the
+    catalog does not know is compared with the most common value among its configurations instead (a
+    key a record lacks counts as a value of its own that wins ties; other ties go to the value whose
+    JSON sorts first)."""
     by_method: dict[str, list[str]] = defaultdict(list)
     for key, record in configs.items():
         by_method[record["method"]].append(key)
     variants = {}
-    for keys in by_method.values():
+    for method, keys in by_method.items():
         if len(keys) < 2:
             continue
-        hparams = {
-            k: configs[k].get("hparams") if isinstance(configs[k].get("hparams"), dict) else {} for k in keys
-        }
-        common = {}
-        for name in sorted({n for h in hparams.values() for n in h}):
-            counts = Counter(
-                json.dumps(h[name], sort_keys=True) if name in h else "" for h in hparams.values()
-            )
-            common[name] = min(counts, key=lambda value: (-counts[value], value))  # "" (absent) sorts first
+        hparams = {k: h if isinstance(h := configs[k].get("hparams"), dict) else {} for k in keys}
+        if method in METHOD_DEFAULTS:
+            common = {
+                name: json.dumps(value, sort_keys=True) for name, value in METHOD_DEFAULTS[method].items()
+            }
+        else:
+            common = {}
+            for name in sorted({n for h in hparams.values() for n in h}):
+                counts = Counter(
+                    json.dumps(h[name], sort_keys=True) if name in h else "" for h in hparams.values()
+                )
+                common[name] = min(counts, key=lambda value: (-counts[value], value))  # "" (absent) first
         for k in keys:
-            changed = {n: v for n, v in hparams[k].items() if json.dumps(v, sort_keys=True) != common[n]}
+            changed = {n: v for n, v in hparams[k].items() if json.dumps(v, sort_keys=True) != common.get(n)}
             variants[k] = " ".join(
                 f"{n}={printable(v if isinstance(v, str) else str(v))}" for n, v in sorted(changed.items())
             )
@@ -577,7 +582,7 @@ def _build_row(key: str, entries: list[tuple[dict[str, Any], dict[str, Any]]]) -
     from_method = (_from_run(record) or {}).get("method")
     row = Row(
         key=key,
-        method=record["method"],
+        method=printable(record.get("method") or record.get("name")),
         kind=record["kind"],
         seeds=sorted(seeds),
         cells={column: _cell(metrics, column) for column, _ in (*COLUMNS, *CALIBRATION_COLUMNS)},
