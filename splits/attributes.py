@@ -67,36 +67,35 @@ def _kmeans_plus_plus(
 def _lloyd(
     x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, tol: float, max_iter: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd iterations of every run (runs × k × D centres) in one batch, each run stopping on its
-    own when no label changes or its summed squared centre shift is at most `tol` (frozen runs are
-    still computed, so the batch's shapes never change); an empty cluster takes the point farthest
-    from its centre, as scikit-learn relocates them. Returns (rows × runs labels, runs inertias)."""
+    """Lloyd iterations of every run (runs × k × D centres) batched, each run stopping on its own
+    when no label changes or its summed squared centre shift is at most `tol`; a step computes only
+    the runs still moving (which runs those are depends on the data alone, so the computation is
+    fixed for given inputs). An empty cluster takes the point farthest from its centre, as
+    scikit-learn relocates them. Returns (rows × runs labels, runs inertias) of the final centres."""
     n, (runs, k, dim) = len(x), centers.shape
-    active = torch.ones(runs, dtype=torch.bool, device=x.device)
-    labels = None
+    centers = centers.clone()
+    labels = torch.full((n, runs), -1, dtype=torch.long, device=x.device)
+    moving = torch.arange(runs, device=x.device)
     for _ in range(max_iter):
-        distances = _sq_distances(x, x_sq, centers.reshape(runs * k, dim)).view(n, runs, k)
+        current = centers[moving]
+        distances = _sq_distances(x, x_sq, current.reshape(-1, dim)).view(n, len(moving), k)
         new_labels = torch.argmin(distances, dim=2)
-        if labels is not None:
-            active &= ~(new_labels == labels).all(dim=0)  # strict convergence
-        labels = torch.where(active[None, :], new_labels, labels) if labels is not None else new_labels
-        if not bool(active.any()):
-            break
-        one_hot = torch.nn.functional.one_hot(labels, k).to(x.dtype).reshape(n, runs * k)
+        changed = (new_labels != labels[:, moving]).any(dim=0)  # unchanged: strict convergence
+        labels[:, moving] = new_labels
+        one_hot = torch.nn.functional.one_hot(new_labels, k).to(x.dtype).reshape(n, -1)
         counts = one_hot.sum(dim=0)
         new_centers = (one_hot.T @ x) / counts.clamp(min=1)[:, None]
-        empty = torch.nonzero(counts == 0)[:, 0]
-        if len(empty):
-            own = distances.gather(2, labels[:, :, None])[:, :, 0]  # rows × runs
-            for run in sorted({int(e) // k for e in empty}):
-                slots = [int(e) % k for e in empty if int(e) // k == run]
-                far = torch.argsort(own[:, run], descending=True, stable=True)[: len(slots)]
-                new_centers[run * k + torch.tensor(slots, device=x.device)] = x[far]
-        new_centers = new_centers.view(runs, k, dim)
-        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2))
-        centers = torch.where(active[:, None, None], new_centers, centers)
-        active &= shift > tol
-        if not bool(active.any()):
+        for slot in torch.nonzero(counts == 0)[:, 0].tolist():
+            run, cluster = divmod(slot, k)
+            own = distances[:, run].gather(1, new_labels[:, run, None])[:, 0]
+            taken = int((torch.nonzero(counts[run * k : run * k + cluster] == 0)).shape[0])
+            far = torch.argsort(own, descending=True, stable=True)[taken]
+            new_centers[slot] = x[far]
+        new_centers = new_centers.view(len(moving), k, dim)
+        shift = ((new_centers - current) ** 2).sum(dim=(1, 2))
+        centers[moving] = torch.where(changed[:, None, None], new_centers, current)
+        moving = moving[changed & (shift > tol)]
+        if not len(moving):
             break
     distances = _sq_distances(x, x_sq, centers.reshape(runs * k, dim)).view(n, runs, k)
     labels = torch.argmin(distances, dim=2)

@@ -211,3 +211,15 @@ def test_cluster_classes_same_for_any_workers_and_threads() -> None:
 def test_cluster_class_with_fewer_rows_than_clusters_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot form 6 clusters"):
         cluster_class(np.zeros((4, 3), dtype=np.float32), 6, seed=0)
+
+
+def test_an_empty_cluster_takes_the_point_farthest_from_its_centre() -> None:
+    import torch
+
+    from splits.attributes import _lloyd
+
+    x = torch.tensor([[0.0], [0.1], [0.2], [10.0], [10.1], [50.0]])
+    centers = torch.tensor([[[0.0], [10.0], [1000.0]]])  # nothing is near 1000: cluster 2 starts empty
+    labels, inertia = _lloyd(x, (x * x).sum(dim=1), centers, tol=0.0, max_iter=50)
+    assert labels[:, 0].tolist() == [0, 0, 0, 1, 1, 2]
+    assert float(inertia[0]) == pytest.approx(0.02 + 0.005, abs=1e-5)
