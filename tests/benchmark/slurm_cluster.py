@@ -150,8 +150,10 @@ def start(root: Path, cpus: int = 2) -> Cluster:
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         cluster.pids["munged"] = _read_pid(socket_dir / "munged.pid")
-        with conf.open("a") as handle:  # the daemons and clients reach munged through this socket
-            handle.write(f"AuthInfo=socket={munge_socket}\n")
+        # The daemons and clients reach munged through this socket. cred_expire (default 120 s) is also
+        # how long a requeued job waits before it may start again: 20 s keeps the requeue test short.
+        with conf.open("a") as handle:
+            handle.write(f"AuthInfo=socket={munge_socket},cred_expire=20\n")
         env = cluster.env
         subprocess.run([_which("slurmctld"), "-f", str(conf)], check=True, env=env, capture_output=True)
         cluster.pids["slurmctld"] = _read_pid(root / "slurmctld.pid")
