@@ -341,7 +341,7 @@ class BnsIpdpp(Method):
             "provisional": {key: h[key] for key in self.PROVISIONAL},
             "k_per_class": self.k,
             # IP-DPP acts only on classes with more than k = k_factor·N_min items: none when the largest
-            # class has at most k_factor× the smallest (every ALT run, fashion-glt-mini)
+            # class has at most k_factor× the smallest (every ALT run: Train-CBL is class-balanced)
             "dpp_active": sampled > 0,
             "classes_sampled": sampled,
             "whole_classes": int(((self.class_counts > 0) & (self.class_counts <= self.k)).sum()),

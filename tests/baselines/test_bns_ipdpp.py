@@ -227,7 +227,7 @@ def test_the_two_views_are_one_batch_unit_only_in_stage_one():
 
 
 def test_ip_dpp_is_reported_inactive_when_the_largest_class_is_at_most_k_factor_times_the_smallest():
-    """k = 10·N_min keeps every class whole when n_max ≤ 10·n_min (ALT, fashion-glt-mini)."""
+    """k = 10·N_min keeps every class whole when n_max ≤ 10·n_min (every ALT run: Train-CBL is balanced)."""
     assert (_method().report()["dpp_active"], _method().report()["classes_sampled"]) == (True, 1)  # 40 > 30
     balanced = METHODS.get("bns-ipdpp")({}, np.array([30, 12, 3]))
     assert (balanced.report()["dpp_active"], balanced.report()["classes_sampled"]) == (False, 0)
