@@ -55,7 +55,17 @@ class Cluster:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def stop(self) -> None:
-        """Stop the daemons this cluster started, by their pids (slurmd first, munged last)."""
+        """Cancel this cluster's jobs, then stop the daemons it started, by their pids (slurmd first,
+        munged last)."""
+        if "slurmctld" in self.pids:
+            subprocess.run(["scancel", "--full", f"--user={os.geteuid()}"], env=self.env, check=False)
+            for _ in range(100):  # until slurmd has ended their steps (and their processes)
+                done = subprocess.run(
+                    ["squeue", "--noheader"], env=self.env, capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0 or not done.stdout.strip():
+                    break
+                time.sleep(0.2)
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
