@@ -86,9 +86,13 @@ def main(ctx: click.Context) -> None:
 @main.command("list")
 def list_cmd() -> None:
     """List benchmarks, protocols, methods and feature extractors."""
-    from benchmark.catalog import BENCHMARK_SUMMARIES, EXTRACTOR_SUMMARIES, METHOD_SUMMARIES
+    from benchmark.catalog import (
+        BENCHMARK_SUMMARIES,
+        EXTRACTOR_SUMMARIES,
+        METHOD_SUMMARIES,
+        SELECTION_RULE_NAMES,
+    )
     from benchmark.recipes import RECIPES
-    from benchmark.selection import SELECTION_RULES
 
     sections = {
         "benchmarks": sorted(BENCHMARK_SUMMARIES.items()),
@@ -99,7 +103,7 @@ def list_cmd() -> None:
             (name, f"{r.backbone}, {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}, momentum {r.momentum}")
             for name, r in RECIPES
         ],
-        "selection rules": [(name, "") for name, _ in SELECTION_RULES],
+        "selection rules": [(name, "") for name in SELECTION_RULE_NAMES],
     }
     for title, items in sections.items():
         click.echo(f"{title}:")
