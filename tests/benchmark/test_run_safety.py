@@ -43,7 +43,7 @@ def the_run_folder(out: Path, method: str) -> Path:
 
 
 def test_a_killed_run_resumes_only_intact_and_under_its_thread_count(
-    mini_manifest_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mini_manifest_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
     def killed(target, data):
         raise Killed
@@ -99,6 +99,9 @@ def test_a_killed_run_resumes_only_intact_and_under_its_thread_count(
     assert sorted(p.name for p in folder.iterdir()) == [
         "model.pt", "predictions_test_gbl.csv", "record.json"
     ]  # fmt: skip
+    caplog.set_level(logging.INFO, logger="glt_bench")
+    run_mini(mini_manifest_dir, tmp_path)  # "already done", and says the record's thread count differs
+    assert f"trained with {other} CPU threads (this process has {before})" in caplog.text
 
 
 def test_a_live_run_keeps_its_folder_and_a_dead_owners_lock_is_taken_over(
