@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ def open_regular(path: str | Path) -> Iterator[BinaryIO]:
 
 
 def check_size(path: str | Path, size: int) -> None:
+    """UserError if `size` bytes (read so far, or the file's size) exceed `MAX_BYTES`."""
     if size > MAX_BYTES:
         raise UserError(
             f"{path} is over the {MAX_BYTES // 2**20} MiB limit ({size / 2**20:.0f} MiB or more); "
@@ -171,8 +173,8 @@ def _csv_header(handle: BinaryIO, path: Path) -> tuple[list[str], dict[str, str]
 
 def _check_columns(path: Path, columns: list[str], num_classes: int) -> list[str]:
     """The score columns in class order; UserError on duplicate, missing or unexpected columns."""
-    seen: set[str] = set()
-    duplicates = [c for c in columns if c in seen or seen.add(c)]
+    counts = Counter(columns)
+    duplicates = [c for c in columns if counts[c] > 1]
     if duplicates:
         raise UserError(f"{path}: column {shown(duplicates[0])} appears more than once; keep one")
     scores = [c for c in columns if SCORE_COLUMN.fullmatch(c)]

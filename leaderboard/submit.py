@@ -134,6 +134,8 @@ def submit(
 
     inbox = ensure_writable_dir(runs_dir / manifest.benchmark / "submissions", "--runs")
     clean_orphans(runs_dir)
+    records = load_records(runs_dir)
+    _check_identity(records, runs_dir, manifest.benchmark, name, protocol, seed)  # before any work
     with open_regular(predictions) as source:
         fd, incoming = tempfile.mkstemp(prefix=".incoming.", suffix=".tmp", dir=inbox)
         os.close(fd)
@@ -141,7 +143,7 @@ def submit(
         try:
             file_sha256 = copy_bounded(source, copy, predictions)
             metrics = _score_copy(copy, predictions, manifest, protocol)
-            return _store(copy, runs_dir, manifest, protocol, file_sha256, metrics, {
+            return _store(copy, runs_dir, manifest, protocol, file_sha256, metrics, records, {
                 "name": name, "method": method, "train_split": train_split,
                 "description": description, "url": url, "seed": seed,
             })  # fmt: skip
@@ -165,18 +167,12 @@ def _store(
     protocol: str,
     file_sha256: str,
     metrics: dict[str, Any],
+    records: list[dict[str, Any]],
     fields: dict[str, Any],
 ) -> Path:
-    """Claim the identity's folder, move the copy in and write the record last."""
+    """Claim the identity's folder (atomically: one of two racing submits wins), move the copy in and
+    write the record last. `records` are the runs folder's records, read before scoring."""
     name, seed = fields["name"], fields["seed"]
-    key = identity(name, protocol, seed)
-    records = load_records(runs_dir)
-    for record in records:
-        if record["kind"] == "submission" and any(
-            identity(str(record.get("name", record["method"])), result["protocol"], record["seed"]) == key
-            for result in record["results"]
-        ):
-            raise UserError(_taken(name, protocol, seed, runs_dir / record["_path"]))
     folder = submission_folder(runs_dir, manifest.benchmark, name, protocol, seed)
     try:
         folder.mkdir()
@@ -200,6 +196,19 @@ def _store(
     }
     write_json(folder / "record.json", record)
     return folder / "record.json"
+
+
+def _check_identity(
+    records: list[dict[str, Any]], runs_dir: Path, benchmark: str, name: str, protocol: str, seed: int
+) -> None:
+    """UserError if a stored submission of this benchmark already has this identity."""
+    key = identity(name, protocol, seed)
+    for record in records:
+        if record["kind"] != "submission" or record["benchmark"] != benchmark:
+            continue
+        label = str(record.get("name") or record["method"])
+        if any(identity(label, result["protocol"], record["seed"]) == key for result in record["results"]):
+            raise UserError(_taken(name, protocol, seed, runs_dir / record["_path"]))
 
 
 def _taken(name: str, protocol: str, seed: int, where: Path) -> str:

@@ -325,3 +325,11 @@ def test_a_crash_mid_write_leaves_no_file(tmp_path: Path):
         tmp.write_text('{"half": ')
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_identity_is_per_benchmark(tmp_path: Path):
+    stored = {"kind": "submission", "benchmark": "other", "name": "Alice", "method": None, "seed": 0,
+              "results": [{"protocol": "glt"}], "_path": "other/submissions/x/record.json"}  # fmt: skip
+    submit_module._check_identity([stored], tmp_path, "tiny", "alice", "glt", 0)  # another benchmark: free
+    with pytest.raises(UserError, match="exists"):
+        submit_module._check_identity([{**stored, "benchmark": "tiny"}], tmp_path, "tiny", "alice", "glt", 0)
