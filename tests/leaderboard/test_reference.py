@@ -68,7 +68,8 @@ def test_caveats_are_specific_to_the_row():
 
 
 def test_the_document_lists_exactly_the_code_numbers():
-    rows = [line for line in DOC.read_text(encoding="utf-8").splitlines() if re.match(r"\| \S.* \| \d", line)]
+    overall = DOC.read_text(encoding="utf-8").split("by frequency group")[0]
+    rows = [line for line in overall.splitlines() if re.match(r"\| \S.* \| \d", line)]
     documented = []
     for line in rows:
         method, clt, glt, alt, _, _ = (cell.strip() for cell in line.strip("|").split("|"))
@@ -116,3 +117,24 @@ def test_the_page_cites_nothing_outside_the_repository(site):
     for name in ("index.html", "leaderboard.md", "leaderboard.tex", "leaderboard.csv"):
         text = site.joinpath(name).read_text(encoding="utf-8")
         assert "GLT-SPEC" not in text and "METHODS.md" not in text and "../shared" not in text, name
+
+
+def test_the_document_lists_the_poster_group_numbers():
+    text = DOC.read_text(encoding="utf-8").split("by frequency group")[1]
+    documented = [tuple(c.strip() for c in line.strip("|").split("|")) for line in text.splitlines()
+                  if re.match(r"\| \S.* \| \d", line)]  # fmt: skip
+    expected = []
+    for record in reference_records():
+        if record["source_name"] == "poster":
+            by = {r["protocol"]: r["metrics"] for r in record["results"]}
+            expected.append(
+                (
+                    record["method"],
+                    *(
+                        f"{100 * by[p]['acc_' + g]:.2f} / {100 * by[p]['prec_' + g]:.2f}"
+                        for p in ("clt", "glt")
+                        for g in ("many", "medium", "few")
+                    ),
+                )
+            )
+    assert documented == expected and len(expected) == 21
