@@ -41,10 +41,10 @@ CALA = Source("CALA", "CALA (AAAI 2025), results table GLT-RES.jpg", CALA_URL)
 CLP = Source("CLP", "CLP, results table img/GLT2.jpg", CLP_URL)
 REPRINT = Source("CALA+CLP", "IFL paper's table as reprinted by CALA (AAAI 2025) and CLP", CALA_URL)
 
-MOMENTUM = "trained with SGD momentum 0 (the original code as shipped)"
-PRIOR_ORDER = "the original code indexed class priors in string order, so this method used permuted priors"
+MOMENTUM = "SGD momentum 0, as the original code ran"
+PRIOR_ORDER = "class priors permuted by the original code (class ids sorted as strings)"
 PRIOR_METHODS = ("BLSoftmax", "LDAM", "RIDE", "TADE", "IFL")
-NOT_REPRODUCIBLE = "not reproducible from released code (the authors' repositories train on CIFAR only)"
+NOT_REPRODUCIBLE = "not reproducible from released code (the authors' scripts train on CIFAR only)"
 GROUP_COLUMNS = ("many", "medium", "few", "overall")
 
 # method | many acc prec | medium acc prec | few acc prec | overall acc prec  (percent)
@@ -273,12 +273,12 @@ def _ifl_paper_records() -> list[dict[str, Any]]:
     for record in records:
         if record["method"] == "Logit-Adj" and "alt" in {r["protocol"] for r in record["results"]}:
             record["caveats"].append(
-                "ALT equals Baseline's: under a uniform training prior the adjustment is a constant"
+                "ALT equals Baseline's: a uniform training prior shifts every logit alike"
             )
         if record["benchmark"] == MSCOCO and record["method"] == "RandAug":
             record["caveats"].append(
-                "ALT 53.69 is RandAug's (Baseline's is 50.17); the original repository's issue #1 "
-                "compares it with a user's > 62% with RandAugment"
+                "ALT 53.69 is RandAug's (Baseline's is 50.17), the figure the original repository's "
+                "issue #1 compares with a user's > 62% with RandAugment"
             )
     return records
 

@@ -81,7 +81,7 @@ def test_reported_rows_are_always_shown_and_merged_with_runs(records):
     ride = next(r for r in alone[("imagenet-glt", "glt")].rows if r.method == "RIDE + IFL")
     assert (ride.cells["acc_few"].mean, ride.cells["prec_few"].mean) == pytest.approx((0.2463, 0.4296))
     assert ride.seeds == [] and ride.provenance[0][0].text.startswith("Tang et al., ECCV 2022")
-    assert any("permuted priors" in caveat for caveat in ride.caveats)
+    assert any("priors permuted" in caveat for caveat in ride.caveats)
 
     merged = tables_by_key(records)[("imagenet-glt", "clt")].rows
     assert len(merged) == 32 and [r.kind for r in merged].count("run") == 1
