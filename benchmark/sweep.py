@@ -25,6 +25,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import pwd
 import re
 import shlex
 import socket
@@ -297,9 +298,10 @@ class Row:
 
 def slurm_queue() -> dict[str, str]:
     """Job id (`123_4` for array elements) → Slurm state, of this user's queued and running jobs."""
+    user = pwd.getpwuid(os.getuid()).pw_name  # not --me, which Slurm before 20.11 lacks
     try:
         done = subprocess.run(
-            ["squeue", "--me", "--array", "--noheader", "--format=%i %T"],
+            ["squeue", f"--user={user}", "--array", "--noheader", "--format=%i %T"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as error:
