@@ -30,7 +30,8 @@ what the method means them to be: larger for rarer classes. `eps=learned` (one v
 applies) and clamped to ≥ 0 after every step. They collapse: ε_c only enters the bound as a penalty
 on class c's positives, so ∂L/∂ε_c ≥ 0 and SGD only shrinks it (measured on fashion-glt-mini, see the
 README's findings), leaving a prototype-contrastive loss. The record reports the final ε (`epsilon`):
-that of the selected phase-1 epoch, which phase 2 leaves unchanged.
+that of the selected phase-1 epoch, which phase 2 leaves unchanged, and ε after every phase-1 epoch
+(`epsilon_per_epoch`), where a collapse shows even when an early epoch is selected.
 
 `variant=code` is the public code (`dvirsamuel/DRO-LT`, `losses.py` and `main.py`): k = 1, L_CE + L_DRO
 unweighted, learned per-class ε (init 1) that is never projected (it goes negative, turning the
@@ -201,6 +202,7 @@ class DROLT(Method):
         self.centroids: torch.Tensor | None = None  # μ̂ of those draws (C×d, on the device)
         self.clean_means: torch.Tensor | None = None  # clean training class means, for selection
         self._epsilon: list[float] | None = None
+        self.epsilon_per_epoch: list[list[float]] = []  # ε after each phase-1 epoch (collapse visible)
         self.centroid_pass_images = 0
         self.selection_pass_images = 0
 
@@ -318,6 +320,7 @@ class DROLT(Method):
     def end_epoch(self, model: nn.Module, context: StepContext, session: Session) -> None:
         if context.stage.name != "phase1":
             return
+        self.epsilon_per_epoch.append([round(float(e), 6) for e in model.radii().detach().cpu()])
         everything = np.arange(len(session.train_labels))
         self.clean_means = self._class_means(model, session, everything, augment=False)
         self.selection_pass_images += len(everything)
@@ -341,15 +344,18 @@ class DROLT(Method):
         return {
             "centroid_pass_images": self.centroid_pass_images,
             "selection_pass_images": self.selection_pass_images,
+            "epsilon_per_epoch": self.epsilon_per_epoch,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.centroid_pass_images = int(state["centroid_pass_images"])
         self.selection_pass_images = int(state["selection_pass_images"])
+        self.epsilon_per_epoch = [list(e) for e in state.get("epsilon_per_epoch", [])]
 
     def report(self) -> dict[str, Any]:
         return {
             "epsilon": self._epsilon,
+            "epsilon_per_epoch": self.epsilon_per_epoch,
             "centroid_pass_images": self.centroid_pass_images,
             "selection_pass_images": self.selection_pass_images,
         }

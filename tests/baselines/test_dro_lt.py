@@ -293,14 +293,17 @@ def test_phase1_logits_are_cosines_to_clean_training_means_then_the_classifier_s
     model = method.finish(model, PointSession())
     assert torch.equal(method.logits(model, x), model(x))
     assert method.report()["epsilon"] == [1.0, 1.0, 1.0]
+    assert method.report()["epsilon_per_epoch"] == [[1.0, 1.0, 1.0]]  # one phase-1 epoch ended
 
 
 def test_counters_survive_a_state_dict_round_trip():
     method = _method()
     method.centroid_pass_images, method.selection_pass_images = 18, 10
+    method.epsilon_per_epoch = [[0.5, 0.25, 0.0]]
     again = _method()
     again.load_state_dict(method.state_dict())
     assert (again.centroid_pass_images, again.selection_pass_images) == (18, 10)
+    assert again.epsilon_per_epoch == [[0.5, 0.25, 0.0]]
 
 
 # --- stages and options ---------------------------------------------------------------------
