@@ -388,7 +388,7 @@ def _train_and_answer(
             "split": protocol.test_split,
             "manifest_sha256": manifest.content_hash,
         }
-        probabilities = torch.softmax(logits.double(), 1).float().numpy() if scores else None
+        probabilities = torch.softmax(logits.float(), 1).numpy() if scores else None
         write_predictions(
             path, listing["sample_id"].to_numpy(), logits.argmax(1).numpy(), binding, probabilities
         )
