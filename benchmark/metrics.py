@@ -227,31 +227,76 @@ ECE_BINS = 15
 PROBABILITY_TOLERANCE = 1e-4  # rows within this of summing to 1 (and non-negative) are probabilities
 
 
+CALIBRATION_CHUNK = 4096  # rows turned into probabilities at a time: memory stays O(N) + a chunk
+
+
+def _read_as(scores: np.ndarray) -> str:
+    """'probabilities' when every row is non-negative and sums to 1 (within the tolerance), else
+    'softmax of logits'; decided over the whole array, a chunk of rows at a time."""
+    if scores.ndim != 2 or not len(scores):
+        raise ValueError("scores must be a non-empty N×C array")
+    for start in range(0, len(scores), CALIBRATION_CHUNK):
+        chunk = np.asarray(scores[start : start + CALIBRATION_CHUNK], dtype=np.float64)
+        if (chunk < 0).any() or np.abs(chunk.sum(axis=1) - 1).max() > PROBABILITY_TOLERANCE:
+            return "softmax of logits"
+    return "probabilities"
+
+
+def _as_probabilities(chunk: np.ndarray, read_as: str) -> np.ndarray:
+    """A chunk of rows as probabilities: "as given", renormalised "probabilities", or a softmax."""
+    chunk = np.asarray(chunk, dtype=np.float64)
+    if read_as == "as given":
+        return chunk
+    if read_as == "probabilities":
+        return chunk / chunk.sum(axis=1, keepdims=True)
+    exp = np.exp(chunk - chunk.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def probabilities(scores: np.ndarray) -> tuple[np.ndarray, str]:
     """Class probabilities from a file's scores, and how they were read.
 
     Non-negative rows that sum to 1 (within `PROBABILITY_TOLERANCE`) are probabilities as given;
     anything else is taken as logits and passed through a softmax.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or not len(scores):
-        raise ValueError("scores must be a non-empty N×C array")
-    if (scores >= 0).all() and np.abs(scores.sum(axis=1) - 1).max() <= PROBABILITY_TOLERANCE:
-        return scores / scores.sum(axis=1, keepdims=True), "probabilities"
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True), "softmax of logits"
+    scores = np.asarray(scores)
+    read_as = _read_as(scores)
+    return _as_probabilities(scores, read_as), read_as
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
-    """Per equal-width confidence bin ((k/bins, (k+1)/bins], the first closed at 0): sample count,
-    mean top-class confidence and accuracy of the top class (`None` for an empty bin)."""
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+@dataclass(frozen=True)
+class _PerSample:
+    """What every calibration metric needs of each sample, so a subset costs O(its size)."""
+
+    confidence: np.ndarray  # top-class probability
+    correct: np.ndarray  # 1.0 where the top class is the label
+    p_true: np.ndarray  # probability of the label
+    brier: np.ndarray  # Σ_c (p_c − 1[c = label])²
+
+    def __getitem__(self, subset: np.ndarray) -> _PerSample:
+        return _PerSample(
+            self.confidence[subset], self.correct[subset], self.p_true[subset], self.brier[subset]
+        )
+
+
+def _per_sample(scores: np.ndarray, labels: np.ndarray, read_as: str | None = None) -> _PerSample:
+    read_as = read_as or _read_as(scores)
+    parts = []
+    for start in range(0, len(labels), CALIBRATION_CHUNK):
+        probs = _as_probabilities(scores[start : start + CALIBRATION_CHUNK], read_as)
+        rows, label = np.arange(len(probs)), labels[start : start + CALIBRATION_CHUNK]
+        p_true = probs[rows, label]
+        # Σ_c p_c² − 2 p_y + 1 = Σ_c (p_c − 1[c = y])²
+        parts.append((probs.max(axis=1), (probs.argmax(axis=1) == label).astype(np.float64), p_true,
+                      np.einsum("ij,ij->i", probs, probs) - 2 * p_true + 1))  # fmt: skip
+    return _PerSample(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _reliability(sample: _PerSample, bins: int = ECE_BINS) -> dict[str, list]:
+    index = np.clip(np.ceil(sample.confidence * bins).astype(np.int64) - 1, 0, bins - 1)
     count = np.bincount(index, minlength=bins)
-    conf_sum = np.bincount(index, weights=confidence, minlength=bins)
-    correct_sum = np.bincount(index, weights=correct, minlength=bins)
+    conf_sum = np.bincount(index, weights=sample.confidence, minlength=bins)
+    correct_sum = np.bincount(index, weights=sample.correct, minlength=bins)
     return {
         "count": count.tolist(),
         "confidence": [float(s / n) if n else None for s, n in zip(conf_sum, count, strict=True)],
@@ -259,9 +304,8 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     }
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Σ_b |B_b|/N · |accuracy(B_b) − confidence(B_b)| over equal-width bins of top-class confidence."""
-    table = reliability_bins(probs, labels, bins)
+def _ece(sample: _PerSample, bins: int = ECE_BINS) -> float:
+    table = _reliability(sample, bins)
     total = sum(table["count"])
     return float(
         sum(n * abs(a - c) for n, a, c in zip(table["count"], table["accuracy"], table["confidence"],
@@ -269,17 +313,33 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     )  # fmt: skip
 
 
+def _nll(sample: _PerSample) -> float:
+    return float(-np.log(np.clip(sample.p_true, np.finfo(np.float64).eps, None)).mean())
+
+
+def _brier(sample: _PerSample) -> float:
+    return float(sample.brier.mean())
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
+    """Per equal-width confidence bin ((k/bins, (k+1)/bins], the first closed at 0): sample count,
+    mean top-class confidence and accuracy of the top class (`None` for an empty bin)."""
+    return _reliability(_per_sample(probs, np.asarray(labels), "as given"), bins)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Σ_b |B_b|/N · |accuracy(B_b) − confidence(B_b)| over equal-width bins of top-class confidence."""
+    return _ece(_per_sample(probs, np.asarray(labels), "as given"), bins)
+
+
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean −log p(true class), probabilities clipped below at float64's machine epsilon."""
-    picked = probs[np.arange(len(labels)), labels]
-    return float(-np.log(np.clip(picked, np.finfo(np.float64).eps, None)).mean())
+    return _nll(_per_sample(probs, np.asarray(labels), "as given"))
 
 
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean over samples of Σ_c (p_c − 1[c = label])², in [0, 2]."""
-    squared = probs**2
-    squared[np.arange(len(labels)), labels] = (1 - probs[np.arange(len(labels)), labels]) ** 2
-    return float(squared.sum(axis=1).mean())
+    return _brier(_per_sample(probs, np.asarray(labels), "as given"))
 
 
 def calibration_metrics(
@@ -289,22 +349,29 @@ def calibration_metrics(
     attributes: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, object]:
     """ECE (15 bins), NLL and Brier overall, per many/medium/few group and per attribute (`None` for
-    an empty subset), the overall reliability bins and how the scores were read (`calibration`)."""
+    an empty subset), the overall reliability bins and how the scores were read (`calibration`).
+
+    Scores are turned into probabilities a chunk of rows at a time, so memory beyond the scores
+    themselves is a few floats per sample.
+    """
     class_groups = np.asarray(class_groups)
-    probs, read_as = probabilities(scores)
-    labels, _ = _checked(labels, probs.argmax(axis=1), len(class_groups))
-    if probs.shape != (len(labels), len(class_groups)):
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 2 or scores.shape != (len(labels), len(class_groups)):
         raise ValueError("scores must have one row per sample and one column per class")
-    subsets = {"": np.ones(len(labels), dtype=bool)}
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_groups)):
+        raise ValueError(f"labels must lie in [0, {len(class_groups)})")
+    read_as = _read_as(scores)
+    sample = _per_sample(scores, labels, read_as)
+    subsets: dict[str, np.ndarray | slice] = {"": slice(None)}
     subsets.update({f"_{group}": class_groups[labels] == group for group in GROUPS})
     if attributes is not None:
         attributes = np.asarray(attributes, dtype=np.int64)
         subsets.update({f"_att{k}": attributes == k for k in range(NUM_ATTRIBUTES)})
     out: dict[str, object] = {}
     for suffix, subset in subsets.items():
-        for key, metric in (("ece", expected_calibration_error), ("nll", negative_log_likelihood),
-                            ("brier", brier_score)):  # fmt: skip
-            out[f"{key}{suffix}"] = metric(probs[subset], labels[subset]) if subset.any() else None
-    out["reliability"] = reliability_bins(probs, labels)
+        part = sample[subset]
+        for key, metric in (("ece", _ece), ("nll", _nll), ("brier", _brier)):
+            out[f"{key}{suffix}"] = metric(part) if len(part.p_true) else None
+    out["reliability"] = _reliability(sample)
     out["calibration"] = {"bins": ECE_BINS, "scores": read_as}
     return out

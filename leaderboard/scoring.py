@@ -57,8 +57,8 @@ def read_aligned(path: str | Path, manifest: Manifest, protocol: str) -> Aligned
     listing_ids = pa.array(listing, pa.string())
     aligned = align(predictions, listing_ids, path)
     truth = manifest.test_labels(split).set_index("sample_id").reindex(listing)
-    scores = None
-    if predictions.scores is not None:
+    scores = predictions.scores
+    if scores is not None and not predictions.sample_ids.equals(listing_ids):
         scores = np.empty_like(predictions.scores)
         scores[pc.index_in(predictions.sample_ids, value_set=listing_ids).to_numpy()] = predictions.scores
     return Aligned(truth["label"].to_numpy(), aligned, truth["attribute"].to_numpy(), scores)
