@@ -33,13 +33,35 @@ def test_every_method_trains_one_epoch_and_writes_a_valid_predictions_file(
     mini_manifest_dir: Path, tmp_path: Path, method: str
 ):
     folder, record = run_mini(mini_manifest_dir, tmp_path, method)
-    (result,) = record["results"]
     manifest = Manifest(mini_manifest_dir / MINI)
-    predictions = read_predictions(folder / result["predictions"], manifest.num_classes)
-    assert len(predictions.sample_ids) == len(manifest.public_listing("test_gbl"))
-    assert 0 < result["metrics"]["acc"] <= 1
-    assert record["compute"]["images_processed"] > 0 and record["selected"]
+    # The record: what ran, on which manifest, trained on Train-GLT and selected on Val-GLT.
+    assert (record["benchmark"], record["method"], record["seed"]) == (MINI, method, 0)
+    assert (record["train_split"], record["val_split"], record["selection_rule"]) == (
+        "train_glt", "val_glt", "val_acc",
+    )  # fmt: skip
+    assert record["manifest_sha256"] == manifest.content_hash
     assert record["hparams"] == METHODS.get(method)({}, manifest.class_counts("train_glt")).hparams
+    # Selection on Val: every selected (stage, epoch) is that stage's best Val epoch in the history.
+    assert record["selected"]
+    for chosen in record["selected"]:
+        history = [h for h in record["val_history"] if h["stage"] == chosen["stage"]]
+        (entry,) = [h for h in history if h["epoch"] == chosen["epoch"]]
+        assert entry["val_acc"] == max(h["val_acc"] for h in history)
+    # The predictions file is bound to the manifest and answers Test-GBL's public listing, once each,
+    # and the recorded accuracy is that file's accuracy against the manifest's test labels.
+    (result,) = record["results"]
+    assert (result["protocol"], result["split"]) == ("glt", "test_gbl")
+    predictions = read_predictions(folder / result["predictions"], manifest.num_classes)
+    assert predictions.binding == {
+        "benchmark": MINI,
+        "split": "test_gbl",
+        "manifest_sha256": manifest.content_hash,
+    }
+    listing = manifest.public_listing("test_gbl")["sample_id"].tolist()
+    assert predictions.sample_ids.to_pylist() == listing
+    truth = manifest.test_labels("test_gbl").set_index("sample_id").loc[listing, "label"].to_numpy()
+    assert result["metrics"]["acc"] == pytest.approx(float((predictions.predictions == truth).mean()))
+    assert record["compute"]["images_processed"] > 0 and record["compute"]["epochs"] >= 1
     assert (folder / MODEL_FILE).exists() and not (folder / engine.CHECKPOINT).exists()
 
 
