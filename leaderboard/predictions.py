@@ -268,10 +268,11 @@ def _read_parquet(handle: BinaryIO, path: Path, num_classes: int) -> _Source:
 
 
 def _collect(source: _Source, path: Path, num_classes: int) -> tuple[pa.Table, np.ndarray | None]:
-    """The id and prediction columns as a table, and the scores copied batch by batch into one N×C matrix
-    (the only full-size copy: no whole-file bytes, text or table is held beside it)."""
+    """The id and prediction columns as a table, and the scores copied batch by batch into one N×C
+    float32 matrix (the only full-size copy: no whole-file bytes, text or table is held beside it;
+    float32 halves it, and the calibration metrics work in float64 a chunk of rows at a time)."""
     ids, predictions, rows = [], [], 0
-    scores = np.empty((source.rows, num_classes), dtype=np.float64) if source.scores else None
+    scores = np.empty((source.rows, num_classes), dtype=np.float32) if source.scores else None
     columns = [source.schema.get_field_index(f"score_{c}") for c in range(num_classes)]
     try:
         for batch in source.batches:
@@ -304,11 +305,13 @@ def _fill_scores(
         if column.null_count:
             row = start + _first(column.is_null()) + 1
             raise UserError(f"{path}: score_{c} is empty in row {row}; give every score")
-        block[:, c] = column.to_numpy(zero_copy_only=False)
+        with np.errstate(over="ignore"):
+            block[:, c] = column.to_numpy(zero_copy_only=False)
     finite = np.isfinite(block).all(axis=1)
     if not finite.all():
         raise UserError(
-            f"{path}: scores must be finite (found NaN or inf in row {start + int(np.argmin(finite)) + 1})"
+            f"{path}: scores must be finite numbers within ±3.4e38 (float32) "
+            f"(found NaN, inf or a larger magnitude in row {start + int(np.argmin(finite)) + 1})"
         )
 
 

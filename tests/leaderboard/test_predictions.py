@@ -144,6 +144,7 @@ def test_protocol_decides_the_split(tiny_manifest: Manifest, tmp_path: Path):
         ("score_0,score_1", ",0.5,0.5", "score columns must be exactly"),  # wrong width (3 classes)
         ("score_0,score_1,score_2", ",0.1,nan,0.3", "finite"),
         ("score_0,score_1,score_2", ",0.1,inf,0.3", "finite"),
+        ("score_0,score_1,score_2", ",0.1,1e300,0.3", "float32"),  # finite, but not in float32
     ],
 )
 def test_bad_scores_are_rejected(
@@ -239,7 +240,8 @@ def test_unsigned_2_63_plus_1_is_shown_as_written(tiny_manifest: Manifest, tmp_p
 def test_streamed_scores_equal_the_written_ones(
     tiny_manifest: Manifest, tmp_path: Path, monkeypatch, suffix: str
 ):
-    """Scores are parsed in many small batches (a 128-byte CSV block) into one matrix, losslessly."""
+    """Scores are parsed in many small batches (a 128-byte CSV block) into one float32 matrix, each value
+    exactly its float32 rounding."""
     from leaderboard import predictions as predictions_module
 
     monkeypatch.setattr(predictions_module, "CSV_BLOCK", 128)
@@ -248,5 +250,6 @@ def test_streamed_scores_equal_the_written_ones(
     path = tmp_path / f"p{suffix}"
     write_predictions(path, truth["sample_id"], truth["label"], binding(tiny_manifest), scores=scores)
     read = read_predictions(path, 3)
-    assert np.array_equal(read.scores, scores) and np.array_equal(read.predictions, truth["label"].to_numpy())
+    assert read.scores.dtype == np.float32 and np.array_equal(read.scores, scores.astype(np.float32))
+    assert np.array_equal(read.predictions, truth["label"].to_numpy())
     assert read.sample_ids.to_pylist() == truth["sample_id"].tolist()
