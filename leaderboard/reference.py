@@ -44,6 +44,9 @@ REPRINT = Source("CALA+CLP", "IFL paper's table as reprinted by CALA (AAAI 2025)
 MOMENTUM = "SGD momentum 0, as the original code ran"
 PRIOR_ORDER = "class priors permuted by the original code (class ids sorted as strings)"
 PRIOR_METHODS = ("BLSoftmax", "LDAM", "RIDE", "TADE", "IFL")
+BBN_TRUNK = (
+    "BBN's own plain ResNet-50; our bbn rows split the shared backbone (bbn trunk=resnet50 builds BBN's)"
+)
 NOT_REPRODUCIBLE = "not reproducible from released code (the authors' scripts train on CIFAR only)"
 GROUP_COLUMNS = ("many", "medium", "few", "overall")
 
@@ -221,12 +224,14 @@ def _overall(cell: str) -> dict[str, float]:
 
 
 def _caveats(method: str, source: Source) -> list[str]:
+    caveats = []
     if source in (POSTER, REPRINT):
-        caveats = [MOMENTUM]
+        caveats.append(MOMENTUM)
         if any(part in method for part in PRIOR_METHODS):
             caveats.append(PRIOR_ORDER)
-        return caveats
-    return []
+    if method == "BBN":
+        caveats.append(BBN_TRUNK)
+    return caveats
 
 
 def _record(benchmark: str, method: str, source: Source, results: dict[str, tuple[Source, dict]]) -> dict:

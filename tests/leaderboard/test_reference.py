@@ -64,6 +64,9 @@ def test_conflicting_papers_give_two_rows_that_name_each_other():
 def test_caveats_are_specific_to_the_row():
     assert any("priors permuted" in c for c in find("imagenet-glt", "BLSoftmax + IFL")["_record"]["caveats"])
     assert not any("permuted" in c for c in find("imagenet-glt", "cRT")["_record"]["caveats"])
+    for benchmark in ("imagenet-glt", "mscoco-glt"):  # the paper's BBN ran its own plain ResNet-50
+        assert any("plain ResNet-50" in c for c in find(benchmark, "BBN")["_record"]["caveats"])
+    assert not any("ResNet-50" in c for c in find("imagenet-glt", "cRT")["_record"]["caveats"])
     assert any("53.69 is RandAug" in c for c in find("mscoco-glt", "RandAug")["_record"]["caveats"])
 
 
