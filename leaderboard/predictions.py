@@ -400,12 +400,15 @@ def read_predictions(path: str | Path, num_classes: int) -> Predictions:
     return Predictions(ids, predictions, scores, source.binding)
 
 
-def align(predictions: Predictions, listing_ids: pa.Array | pa.ChunkedArray, path: str | Path) -> np.ndarray:
-    """Predictions in the order of the split's public listing; every id exactly once."""
+def align(
+    predictions: Predictions, listing_ids: pa.Array | pa.ChunkedArray, path: str | Path
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and scores (None if the file has none) in the order of the split's public
+    listing; every id exactly once."""
     if isinstance(listing_ids, pa.ChunkedArray):
         listing_ids = listing_ids.combine_chunks()
     if predictions.sample_ids.equals(listing_ids):  # the usual file: written in listing order
-        return predictions.predictions
+        return predictions.predictions, predictions.scores
     position = pc.index_in(predictions.sample_ids, value_set=listing_ids).fill_null(-1).to_numpy()
     unknown = position < 0
     if unknown.any():
@@ -429,4 +432,8 @@ def align(predictions: Predictions, listing_ids: pa.Array | pa.ChunkedArray, pat
         )
     aligned = np.empty(len(listing_ids), dtype=np.int64)
     aligned[position] = predictions.predictions
-    return aligned
+    scores = None
+    if predictions.scores is not None:
+        scores = np.empty_like(predictions.scores)
+        scores[position] = predictions.scores
+    return aligned, scores

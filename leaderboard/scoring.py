@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest
@@ -54,13 +53,8 @@ def read_aligned(path: str | Path, manifest: Manifest, protocol: str) -> Aligned
             )
     manifest.verify_split(split)
     listing = manifest.public_listing(split)["sample_id"]
-    listing_ids = pa.array(listing, pa.string())
-    aligned = align(predictions, listing_ids, path)
+    aligned, scores = align(predictions, pa.array(listing, pa.string()), path)
     truth = manifest.test_labels(split).set_index("sample_id").reindex(listing)
-    scores = predictions.scores
-    if scores is not None and not predictions.sample_ids.equals(listing_ids):
-        scores = np.empty_like(predictions.scores)
-        scores[pc.index_in(predictions.sample_ids, value_set=listing_ids).to_numpy()] = predictions.scores
     return Aligned(truth["label"].to_numpy(), aligned, truth["attribute"].to_numpy(), scores)
 
 
