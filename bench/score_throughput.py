@@ -59,14 +59,15 @@ def binding(manifest: Manifest) -> dict[str, str]:
 def measured(args: list[str]) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system, every thread) and peak resident memory (GB) of one
     child process, which must succeed. CPU time is what to compare on a machine busy with other work."""
-    started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"{' '.join(args)} failed: {child.stderr.read().decode()[-500:]}")
-    child.stderr.close()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child cannot fill it and hang
+        started = time.perf_counter()
+        child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(args)} failed: {errors.read().decode()[-500:]}")
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20  # ru_maxrss: KiB on Linux
 
 
