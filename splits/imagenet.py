@@ -160,7 +160,11 @@ def _sha256_lines(lines: Sequence[str]) -> str:
 
 
 def check_options(
-    num_clusters: int, test_size: int | None, profile: str | None, counts_file: Path | None
+    num_clusters: int,
+    test_size: int | None,
+    val_size: int | None,
+    profile: str | None,
+    counts_file: Path | None,
 ) -> None:
     """The checks that need no data: run before any listing, hashing or extraction."""
     if num_clusters <= 0 or num_clusters % 3:
@@ -173,6 +177,10 @@ def check_options(
         parse_profile(profile, 2, DEFAULT_PROFILES)
     if counts_file is not None and not Path(counts_file).is_file():
         raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
+    if val_size is not None and val_size < 4:
+        raise UserError(
+            f"--val-size must be at least 4 (Val-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {val_size}"
+        )
 
 
 def check_class_sizes(members: dict[str, np.ndarray], num_clusters: int) -> None:
@@ -205,11 +213,7 @@ def build(
 ) -> Manifest:
     """Check the options, list the images (or read --features), extract features, cluster, carve,
     check and write."""
-    check_options(num_clusters, test_size, profile, counts_file)
-    if val_size is not None and val_size < 4:
-        raise UserError(
-            f"--val-size must be at least 4 (Val-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {val_size}"
-        )
+    check_options(num_clusters, test_size, val_size, profile, counts_file)
     if data_root is None and features is None:
         raise UserError(
             f"{variant.name} needs --data-root DIR (the ILSVRC-2012 train folder) or --features FILE"
