@@ -190,7 +190,7 @@ class DROLT(Method):
         for key, ok, wanted in checks:
             if not ok:
                 raise UserError(f"dro-lt: {key} must be {wanted}, got {h[key]}")
-        if h["variant"] == "code":
+        if self.code:
             if "eps" in hparams and hparams["eps"] != "learned":
                 raise UserError("dro-lt: variant=code learns one ε per class (eps=learned); leave eps out")
             h["eps"] = "learned"
@@ -299,7 +299,7 @@ class DROLT(Method):
             features.float(), labels, self.centroids, model.radii(), self.k, self.hparams["temperature"],
             sample_order_radii=self.code,
         )  # fmt: skip
-        if self.hparams["variant"] == "code":
+        if self.code:
             return ce + dro
         lam = self.hparams["lam"]
         return lam * ce + (1.0 - lam) * dro
