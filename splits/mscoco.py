@@ -48,7 +48,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmark import imagecache
-from benchmark.atomic import atomic_path
+from benchmark.atomic import _umask, atomic_path
 from benchmark.benchmarks import BENCHMARKS, BenchmarkDef
 from benchmark.errors import UserError
 from benchmark.manifest import Manifest, write_manifest
@@ -558,12 +558,6 @@ def write_crops(coco_root: Path, folder: Path, samples: pd.DataFrame, workers: i
             shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------- the build
