@@ -429,7 +429,7 @@ def train(
             order = method.epoch_order(labels_np, rng, context)
             epoch_started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of a NaN/inf loss
+            window: list[torch.Tensor] = []  # the losses since the last non-finite check
             batches = _batches(order, batch_size, train_set, method, transform_generator, on_cuda)
             steps = math.ceil(len(order) / batch_size)
             for step, (indices, images) in enumerate(batches):
@@ -451,16 +451,14 @@ def train(
                 scaler.step(optimizer)
                 scaler.update()
                 method.after_step(model, context)
-                loss_sum += loss.detach().float() * global_size
+                value = loss.detach().float()
+                loss_sum += value * global_size
+                window.append(value)
                 outcome.images_processed += global_size
                 outcome.optimizer_steps += 1
-                first_bad = torch.where(
-                    (first_bad < 0) & ~torch.isfinite(loss.detach()),
-                    torch.full_like(first_bad, step),
-                    first_bad,
-                )
                 if not on_cuda or (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == steps:
-                    _stop_if_diverged(first_bad, method, stage, epoch, steps, world)
+                    _stop_if_diverged(window, step + 1 - len(window), method, stage, epoch, steps, world)
+                    window.clear()
             method.end_epoch(model, context, session)
             if on_cuda:
                 torch.cuda.synchronize(device)
@@ -522,11 +520,13 @@ def train(
 
 
 def _stop_if_diverged(
-    first_bad: torch.Tensor, method: Method, stage: Stage, epoch: int, steps: int, world: int
+    losses: list[torch.Tensor], first: int, method: Method, stage: Stage, epoch: int, steps: int, world: int
 ) -> None:
-    """Raise `Diverged` when any rank has seen a non-finite loss in this epoch (`first_bad` ≥ 0)."""
+    """Raise `Diverged` when any rank has a non-finite loss among `losses`, those of the steps from
+    `first` on (one check per window keeps the per-step work on CUDA free of extra kernels)."""
+    bad = ~torch.isfinite(torch.stack(losses))
+    first_bad = torch.where(bad.any(), bad.int().argmax() + first, -1)
     if world > 1:
-        first_bad = first_bad.clone()
         dist.all_reduce(first_bad, op=dist.ReduceOp.MAX)
     step = int(first_bad)
     if step >= 0:
