@@ -72,15 +72,19 @@ def check_text(option: str, value: str, limit: int, *, name: bool = False) -> st
     return value
 
 
+def _folded(name: str) -> str:
+    """A name as submissions are compared: NFKC-normalised and case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 def identity(name: str, protocol: str, seed: int) -> str:
     """What makes a submission unique: its name (NFKC, case-folded), protocol and seed."""
-    return f"{unicodedata.normalize('NFKC', name).casefold()}\n{protocol}\n{seed}"
+    return f"{_folded(name)}\n{protocol}\n{seed}"
 
 
 def submission_folder(runs_dir: Path, benchmark: str, name: str, protocol: str, seed: int) -> Path:
     """The folder of one submission identity (a readable slug plus a hash of the identity)."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    slug = re.sub(r"[^a-z0-9_.-]+", "-", folded).strip("-.")[:40] or "submission"
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", _folded(name)).strip("-.")[:40] or "submission"
     key = hashlib.sha256(identity(name, protocol, seed).encode()).hexdigest()[:12]
     return runs_dir / benchmark / "submissions" / f"{slug}-{protocol}-s{seed}-{key}"
 
@@ -114,7 +118,7 @@ def submit(
     name = check_text("--name", name, NAME_LIMIT, name=True)
     if not name:
         raise UserError("--name must not be empty: it is the leaderboard row's label")
-    if unicodedata.normalize("NFKC", name).casefold() in METHOD_SUMMARIES:
+    if _folded(name) in METHOD_SUMMARIES:
         raise UserError(
             f"--name {name!r} is a registered method's name, which labels the benchmark's own runs; "
             "choose another name (declare what you ran with --method)"
