@@ -225,8 +225,6 @@ def balanced_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -
 # Calibration of the class scores a predictions file may carry (ECE, NLL, Brier): see docs/formats.md.
 ECE_BINS = 15
 PROBABILITY_TOLERANCE = 1e-4  # rows within this of summing to 1 (and non-negative) are probabilities
-
-
 CALIBRATION_CHUNK = 4096  # rows turned into probabilities at a time: memory stays O(N) + a chunk
 
 
@@ -279,8 +277,7 @@ class _PerSample:
         )
 
 
-def _per_sample(scores: np.ndarray, labels: np.ndarray, read_as: str | None = None) -> _PerSample:
-    read_as = read_as or _read_as(scores)
+def _per_sample(scores: np.ndarray, labels: np.ndarray, read_as: str) -> _PerSample:
     parts = []
     for start in range(0, len(labels), CALIBRATION_CHUNK):
         probs = _as_probabilities(scores[start : start + CALIBRATION_CHUNK], read_as)
