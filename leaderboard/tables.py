@@ -268,6 +268,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _is_url(text: str) -> bool:
+    """An http(s) address without whitespace: safe to show as a link."""
+    return re.match(r"https?://[^\s]+$", text) is not None
+
+
 def number(value: Any) -> float | None:
     """A finite real number, else None (booleans are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -423,7 +428,7 @@ def _provenance(record: dict[str, Any], result: dict[str, Any]) -> list[Fact]:
             Fact("declared method", _text(record.get("method"))),
             Fact("declared training split", _text(record.get("train_split"))),
             Fact("description", _text(record.get("description"))),
-            Fact("url", _text(url), link=bool(re.match(r"https?://[^\s]+$", url))),
+            Fact("url", _text(url), link=_is_url(url)),
             Fact("submitted at", _text(record.get("submitted_at"))),
         ]
     else:
@@ -606,13 +611,13 @@ def _build_row(key: str, entries: list[tuple[dict[str, Any], dict[str, Any]]]) -
         row.links = [
             Fact(printable(link.get("label")), printable(link.get("url")), link=True)
             for link in record.get("links") or []
-            if isinstance(link, dict) and re.match(r"https?://[^\s]+$", str(link.get("url", "")))
+            if isinstance(link, dict) and _is_url(str(link.get("url", "")))
         ]
         conflicts = record.get("conflicts") if isinstance(record.get("conflicts"), dict) else {}
         row.conflict = conflicts.get(protocol)
     elif record["kind"] == "submission":
         url = str(record.get("url") or "")
-        if re.match(r"https?://[^\s]+$", url):
+        if _is_url(url):
             row.links = [Fact("link", printable(url), link=True)]
     return row
 
@@ -673,6 +678,17 @@ def _compare_with_baseline(table: Table) -> None:
         row.vs_baseline = comparison
 
 
+def _apply_checks(row: Row, found: list) -> None:
+    """Mark a row re-scored when every entry re-scored equal; keep its mean per-sample correctness
+    when every entry has one, of one length."""
+    row.rescored = all(c is not None and c.status == "equal" for c in found)
+    if (
+        all(c is not None and c.correct is not None for c in found)
+        and len({c.correct.shape for c in found}) == 1
+    ):
+        row.correct = np.mean([c.correct for c in found], axis=0)
+
+
 def _sort_key(row: Row) -> tuple[float, str]:
     acc = row.cells["acc"]
     return (-acc.mean if acc else float("inf"), row.label)
@@ -706,12 +722,7 @@ def leaderboard_tables(records: list[dict[str, Any]], checks: dict | None = None
                 str(r.get("predictions_sha256")) for _, r in entries if r.get("predictions_sha256")
             }
             if checks is not None and row.kind != "reported":
-                found_checks = [checks.get((str(rec.get("_path")), protocol)) for rec, _ in entries]
-                row.rescored = all(c is not None and c.status == "equal" for c in found_checks)
-                if all(c is not None and c.correct is not None for c in found_checks):
-                    shapes = {c.correct.shape for c in found_checks}
-                    if len(shapes) == 1:
-                        row.correct = np.mean([c.correct for c in found_checks], axis=0)
+                _apply_checks(row, [checks.get((str(rec.get("_path")), protocol)) for rec, _ in entries])
             rows.append(row)
         _rank(rows)
         _pair_with_paper(rows)
@@ -720,6 +731,15 @@ def leaderboard_tables(records: list[dict[str, Any]], checks: dict | None = None
         _compare_with_baseline(table)
         tables.append(table)
     return tables
+
+
+def _overview_order(line: OverviewRow) -> tuple:
+    """Own lines before reported ones, then by GLT (else CLT, else ALT) accuracy, best first."""
+    for index, protocol in enumerate(("glt", "clt", "alt")):
+        row = line.rows.get(protocol)
+        if row is not None and row.cells["acc"] is not None:
+            return (line.kind == "reported", index, -row.cells["acc"].mean, line.label)
+    return (line.kind == "reported", 3, 0.0, line.label)
 
 
 def overviews(tables: list[Table]) -> list[Overview]:
@@ -735,15 +755,7 @@ def overviews(tables: list[Table]) -> list[Overview]:
         for protocol in protocols:
             for row in found[protocol].rows:
                 lines.setdefault(row.key, OverviewRow(row.label, row.kind, {})).rows[protocol] = row
-
-        def order(line: OverviewRow) -> tuple:
-            for index, protocol in enumerate(("glt", "clt", "alt")):
-                row = line.rows.get(protocol)
-                if row is not None and row.cells["acc"] is not None:
-                    return (line.kind == "reported", index, -row.cells["acc"].mean, line.label)
-            return (line.kind == "reported", 3, 0.0, line.label)
-
-        ordered = sorted(lines.values(), key=order)
+        ordered = sorted(lines.values(), key=_overview_order)
         groups: list[list[OverviewRow]] = []
         leader: dict[str, list[OverviewRow]] = {}
         for line in ordered:
