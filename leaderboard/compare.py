@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.protocols import PROTOCOLS
 from leaderboard.significance import RESAMPLES, corrected, paired_bootstrap
-from leaderboard.store import load_records
+from leaderboard.store import load_records, record_problem
 from leaderboard.tables import leaderboard_tables, pct, signed_pct
 from leaderboard.verify import EQUAL, Verifier
 
@@ -32,8 +33,9 @@ def _resolve(spec: str, records: list[dict[str, Any]], benchmark: str | None) ->
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UserError(f"{path} is not a readable record ({exc})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path} is not a glt-bench record")
+        problem = record_problem(record)
+        if problem:
+            raise UserError(f"{path}: {problem}")
         record["_path"] = str(path.resolve())
         return str(record.get("name") or record.get("method")), [record]
     matches = {}
@@ -72,7 +74,7 @@ def compare(a: str, b: str, runs_dir: Path, manifest_dir: Path, benchmark: str |
     benchmarks = {str(r.get("benchmark")) for r in [*records_a, *records_b]}
     if len(benchmarks) != 1:
         raise UserError(f"{a!r} and {b!r} are on different benchmarks ({', '.join(sorted(benchmarks))})")
-    protocols = [p for p in ("clt", "glt", "alt")
+    protocols = [p for p in PROTOCOLS
                  if all(any(isinstance(x, dict) and x.get("protocol") == p for r in rs for x in r["results"])
                         for rs in (records_a, records_b))]  # fmt: skip
     if not protocols:
