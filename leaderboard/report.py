@@ -24,6 +24,7 @@ from markupsafe import Markup
 from benchmark.atomic import write_text
 from benchmark.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ECE_BINS
 from benchmark.protocols import PROTOCOLS
+from benchmark.provenance import git_sha
 from leaderboard.exports import to_csv, to_latex, to_markdown
 from leaderboard.plots import table_plots
 from leaderboard.reference import DOC, reference_records
@@ -42,8 +43,11 @@ from leaderboard.tables import (
     signed_pct,
 )
 
-EXPORTS = {"leaderboard.md": to_markdown, "leaderboard.csv": to_csv, "leaderboard.tex": to_latex}
-EXPORT_LABELS = {"leaderboard.md": "Markdown", "leaderboard.csv": "CSV", "leaderboard.tex": "LaTeX"}
+EXPORTS = {  # file name: (format, writer)
+    "leaderboard.md": ("Markdown", to_markdown),
+    "leaderboard.csv": ("CSV", to_csv),
+    "leaderboard.tex": ("LaTeX", to_latex),
+}
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,6 @@ class Stamp:
 
 def current_stamp() -> Stamp:
     """Now in UTC (or SOURCE_DATE_EPOCH, for reproducible builds) and the code's git SHA."""
-    from benchmark.provenance import git_sha
-
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     now = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch and epoch.isdigit() else None
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -129,7 +131,7 @@ def render_html(
         stamp=stamp,
         records=records,
         doc=DOC,
-        exports=list(EXPORT_LABELS.items()),
+        exports=[(name, label) for name, (label, _) in EXPORTS.items()],
         style=Markup(style),
         script=Markup(script),
         policy=Markup(_policy(style, script)),
@@ -159,6 +161,6 @@ def write_report(
     out = Path(out)
     page = render_html(tables, stamp, cards=cards, checked=checks is not None, records=len(records))
     write_text(out / "index.html", page)
-    for name, export in EXPORTS.items():
+    for name, (_, export) in EXPORTS.items():
         write_text(out / name, export(tables))
     return out / "index.html"
