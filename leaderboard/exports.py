@@ -269,10 +269,9 @@ def to_csv(tables: list[Table]) -> str:
                 _number(versus and versus.diff),
                 "" if versus is None else Decimal(f"{versus.p_holm:.4g}"),
             ]
-            line += [_number(row.cells[key].mean if row.cells.get(key) else None) for key in CSV_EXTRA[:1]]
-            line += [
-                "" if row.cells.get(k) is None else Decimal(f"{row.cells[k].mean:.4f}") for k in CSV_EXTRA[1:]
-            ]
+            ece, nll, brier = (row.cells.get(key) for key in CSV_EXTRA)
+            line.append(_number(ece and ece.mean))  # a fraction, in percent
+            line += ["" if c is None else Decimal(f"{c.mean:.4f}") for c in (nll, brier)]
             line.append(csv_text("; ".join(row.flags)))
             writer.writerow(line)
     return buffer.getvalue()
