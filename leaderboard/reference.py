@@ -18,6 +18,7 @@ reported row of the same method.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,9 +160,10 @@ _REGISTRY = {
     "tade": "TADE",
 }
 _IFL_LOSS = {"ce": "Baseline", "bs": "BLSoftmax", "la-posthoc": "Logit-Adj"}
-_ALIASES = {"mixup": "Mixup", "blsoftmax": "BLSoftmax", "tde": "Deconfound-TDE", "logit-adj": "Logit-Adj"}
+_ALIASES = {"tde": "Deconfound-TDE"}  # other names match a paper's name in any case (`_paper_names`)
 
 
+@functools.cache
 def _paper_names() -> dict[str, str]:
     names = {line.split("|")[0].strip() for line in _POSTER_CLT.strip().splitlines()}
     names |= {line.split("|")[1].strip() for line in _LATER.strip().splitlines()}
