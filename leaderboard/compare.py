@@ -56,8 +56,8 @@ def _resolve(spec: str, records: list[dict[str, Any]], benchmark: str | None) ->
 def _correctness(name: str, records: list[dict], protocol: str, verifier: Verifier) -> np.ndarray:
     arrays = []
     for record in records:
-        for result in record.get("results", []):
-            if isinstance(result, dict) and result.get("protocol") == protocol:
+        for result in record["results"]:  # validated by store.record_problem
+            if result["protocol"] == protocol:
                 check = verifier.check(record, result)
                 if check.status != EQUAL or check.correct is None:
                     raise UserError(f"{name}: cannot compare its {protocol} predictions: {check.message}")
@@ -75,7 +75,7 @@ def compare(a: str, b: str, runs_dir: Path, manifest_dir: Path, benchmark: str |
     if len(benchmarks) != 1:
         raise UserError(f"{a!r} and {b!r} are on different benchmarks ({', '.join(sorted(benchmarks))})")
     protocols = [p for p in PROTOCOLS
-                 if all(any(isinstance(x, dict) and x.get("protocol") == p for r in rs for x in r["results"])
+                 if all(any(x["protocol"] == p for r in rs for x in r["results"])
                         for rs in (records_a, records_b))]  # fmt: skip
     if not protocols:
         raise UserError(f"{a!r} and {b!r} answer no protocol in common")
