@@ -257,11 +257,12 @@ def _build(
     names = sorted(members)
     num_classes = len(names)
     check_class_sizes(members, num_clusters)
+    sizes = [len(members[n]) for n in names]
     if variant.scaled is not None:
-        variant = variant.scaled(variant, [len(members[n]) for n in names])
+        variant = variant.scaled(variant, sizes)
     test_size, val_size = test_size or variant.test_size, val_size or variant.val_size
     lt_counts, profile_info = _profile(variant, profile, counts_file, num_classes)
-    findings = variant.doctor(names, [len(members[n]) for n in names]) if variant.doctor else []
+    findings = variant.doctor(names, sizes) if variant.doctor else []
     for line in findings:
         log.warning("%s", line)
 
@@ -270,10 +271,9 @@ def _build(
     if feature_file is not None:
         feature_file.check_finite()
         features_info = {"file": feature_file.path.name, "sha256": file_sha256(feature_file.path)}
-        rows_of = {name: members[name] for name in names}
 
         def class_features(index: int) -> np.ndarray:
-            return feature_file.rows(rows_of[names[index]])
+            return feature_file.rows(members[names[index]])
     else:
         listed = {name: paths[idx].tolist() for name, idx in members.items()}
         folder = feats.cache_folder(cache_dir, extractor_def, device)
@@ -300,7 +300,7 @@ def _build(
         workers=workers,
     )  # fmt: skip
     features_info["features_sha256"] = hashlib.sha256("".join(d for _, d in clustered).encode()).hexdigest()
-    order = rank_classes([len(members[n]) for n in names], seeded_tie_keys(names, seed))
+    order = rank_classes(sizes, seeded_tie_keys(names, seed))
     attribute = np.full(len(paths), -1, dtype=np.int64)
     class_of = np.full(len(paths), -1, dtype=np.int64)
     lists = []
