@@ -61,7 +61,7 @@ from splits.carving import (
 )
 from splits.doctor import decode_check, imagenet_findings
 from splits.leakage import check_leakage, file_digests, file_sha256
-from splits.profiles import parse_profile, profile_sha256, read_counts_file
+from splits.profiles import check_profile_options, parse_profile, profile_sha256, read_counts_file
 
 log = logging.getLogger("glt_bench")
 
@@ -173,10 +173,7 @@ def check_options(
         raise UserError(
             f"--test-size must be at least 4 (Test-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {test_size}"
         )
-    if profile is not None:
-        parse_profile(profile, 2, DEFAULT_PROFILES)
-    if counts_file is not None and not Path(counts_file).is_file():
-        raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
+    check_profile_options(profile, counts_file, DEFAULT_PROFILES)
     if val_size is not None and val_size < 4:
         raise UserError(
             f"--val-size must be at least 4 (Val-CBL takes ⌊3·size/10⌋ ≥ 1 per 7:2:1), got {val_size}"

@@ -58,7 +58,7 @@ from splits.carving import class_infos, draw, frequency_groups, rank_classes, se
 from splits.doctor import attributes_kind, decode_check, doctor_mscoco, raise_on_errors
 from splits.features import default_cache_dir
 from splits.leakage import check_leakage, file_digests
-from splits.profiles import parse_profile, profile_sha256, read_counts_file
+from splits.profiles import check_profile_options, parse_profile, profile_sha256, read_counts_file
 
 log = logging.getLogger("glt_bench")
 
@@ -599,10 +599,8 @@ def build(
         )
     coco_root = Path(coco_root)
     workers = workers or os.cpu_count() or 1
-    if profile is not None:
-        parse_profile(profile, 2, {"exp": {"n_max": 2, "ratio": 1}})  # syntax and values, before any reading
-    if counts_file is not None and not Path(counts_file).is_file():
-        raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
+    # placeholder exp default: the real one needs the data
+    check_profile_options(profile, counts_file, {"exp": {"n_max": 2, "ratio": 1}})
     findings = doctor_mscoco(coco_root, Path(attributes))
     raise_on_errors(findings)
     findings = [line for line in findings if line.startswith("warning:")]

@@ -96,3 +96,14 @@ def parse_profile(
     if min(counts) <= 0:
         raise UserError(f"profile {spec!r} gives a class no image; raise its minimum")
     return counts, {"name": name, **params}
+
+
+def check_profile_options(
+    profile: str | None, counts_file: Path | None, defaults: dict[str, dict[str, float]]
+) -> None:
+    """The checks of `--profile` (syntax and values, on 2 classes) and `--counts-file` (it exists)
+    that need no data, so a build stops on them before reading any."""
+    if profile is not None:
+        parse_profile(profile, 2, defaults)
+    if counts_file is not None and not Path(counts_file).is_file():
+        raise UserError(f"--counts-file {counts_file} is not a file; give one count per line")
