@@ -114,12 +114,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _ALLOWED[(module, name)]
 
 
+UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError)
+
+
 def _attributes_from_pickle(path: Path) -> Attributes:
     try:
         with open(path, "rb") as handle:
             # latin1: the release was pickled by Python 2, whose numpy arrays hold their bytes as str.
             data = _RestrictedUnpickler(handle, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except UNPICKLE_ERRORS as exc:
         raise UserError(f"cannot unpickle {path}: {exc}; give the COCO-Attributes release file") from None
     return _attributes_from_data(path, data)
 
@@ -153,23 +156,13 @@ def _attributes_from_joblib(path: Path) -> Attributes:
     try:
         with (
             open(path, "rb") as raw,
-            numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (
-                handle,
-                _,
-            ),
+            numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as opened,
         ):
+            handle = opened[0]
             if isinstance(handle, str):
                 raise ValueError("a joblib file older than joblib 0.10")
             data = Restricted(str(path), handle, ensure_native_byte_order=True).load()
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        OSError,
-    ) as exc:
+    except (*UNPICKLE_ERRORS, OSError) as exc:
         raise UserError(
             f"cannot read the joblib file {path}: {exc}; give the GLT repository's file"
         ) from None
