@@ -515,8 +515,7 @@ def _write_crop(job: tuple[Path, Path, str, str, tuple[int, int, int, int]]) -> 
     crop = crop.crop((0, -pad, w, h + pad) if w > h else (-pad, 0, w + pad, h))
     if crop.mode not in ("RGB", "L"):
         crop = crop.convert("RGB")
-    with atomic_path(folder / f"{sample_id}.jpg") as tmp:
-        crop.save(tmp, format="JPEG")
+    crop.save(folder / f"{sample_id}.jpg", format="JPEG")  # into write_crops' staging folder
 
 
 def write_crops(coco_root: Path, folder: Path, samples: pd.DataFrame, workers: int | None = None) -> None:
