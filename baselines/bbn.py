@@ -143,8 +143,7 @@ class BBN(Method):
 
     def build_model(self, backbone: nn.Module, num_classes: int) -> nn.Module:
         if self.hparams["trunk"] == "resnet50":
-            first_conv = next(m for m in backbone.modules() if isinstance(m, nn.Conv2d))
-            backbone = BACKBONES.get("resnet50")(first_conv.in_channels)
+            backbone = BACKBONES.get("resnet50")(backbone.in_channels)
         return BilateralNetwork(backbone, num_classes)
 
     def begin_stage(self, model: nn.Module, stage: Stage) -> nn.Module:
