@@ -399,6 +399,7 @@ def _train_and_answer(
         results.append(result_entry(protocol.name, path.name, sha256_file(path), metrics, adaptation))
     summary = outcome.summary()
     del summary["selection_rule"]
+    wall_seconds = time.perf_counter() - started
     return {
         "format": RECORD_VERSION,
         "kind": "run",
@@ -412,11 +413,11 @@ def _train_and_answer(
             **summary,
             "train_seconds": round(outcome.train_seconds, 3),
             "gpu_seconds": round(outcome.gpu_seconds, 3),
-            "wall_seconds": round(time.perf_counter() - started, 3),
+            "wall_seconds": round(wall_seconds, 3),
             "device": str(pipeline.device),
             "threads": torch.get_num_threads(),
             "cpu": cpu_model(),  # the GPU model is in `ran_on`
         },
         "environment": environment(),
-        "ran_on": where_it_ran(time.perf_counter() - started, config["device"], config["world_size"]),
+        "ran_on": where_it_ran(wall_seconds, config["device"], config["world_size"]),
     }
