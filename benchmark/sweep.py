@@ -177,8 +177,12 @@ def _status_path(out: Path, key: str) -> Path:
     return state_dir(out) / f"{key}.status.json"
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def _update(path: Path, **changes: Any) -> dict[str, Any]:
-    data = {**_read(path), **changes, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    data = {**_read(path), **changes, "updated_at": _now()}
     write_json(path, data)
     return data
 
@@ -529,7 +533,7 @@ def _submit_slurm(todo: list[Entry], options: Options, slurm: SlurmOptions) -> l
     except Exception as error:  # submitit raises plain Exceptions with sbatch's message
         message = str(error).strip().splitlines()
         raise UserError(f"sbatch refused the job array: {message[-1] if message else error}") from None
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = _now()
     for entry, job in zip(todo, jobs, strict=True):
         _update(
             _entry_path(options.out, entry.key), launcher="slurm", job_id=job.job_id, submitted_at=now,
@@ -593,7 +597,7 @@ def execute(out: str | Path, key: str, retries: int) -> None:
         if main_rank:
             _update(
                 status_path, state="running", attempt=attempt, host=socket.gethostname(), pid=os.getpid(),
-                job_id=job_id(), started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                job_id=job_id(), started_at=_now(),
             )  # fmt: skip
         saved_argv, sys.argv = sys.argv, ["glt-bench", *argv]  # what the record states as the command
         try:
